@@ -1,0 +1,11 @@
+//! Images: file -> `decode` (8-bit pixels) -> `preprocess` (Pillow-exact resize, crop,
+//! normalise) -> the [3, S, S] tensor the vision tower takes.
+
+pub mod decode;
+mod jpeg;
+pub mod preprocess;
+pub mod resample;
+
+pub use decode::{decode_bytes, decode_file, Decoded};
+pub use preprocess::preprocess;
+pub use resample::Image8;

@@ -1,0 +1,25 @@
+//! Entry point: parse the command line, run, map the outcome to the documented exit codes
+//! (0 all scored, 1 some inputs failed, 2 fatal or usage; a closed stdout pipe exits 0).
+
+use clap::Parser;
+use std::process::ExitCode;
+use whyxray::cli::Cli;
+
+fn main() -> ExitCode {
+    let result = Cli::parse().into_config().and_then(whyxray::commands::run);
+    match result {
+        Ok(outcome) if outcome.failed > 0 => ExitCode::from(1),
+        Ok(_) => ExitCode::SUCCESS,
+        Err(err) if is_broken_pipe(&err) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("whyxray: error: {err:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn is_broken_pipe(err: &anyhow::Error) -> bool {
+    err.chain()
+        .filter_map(|e| e.downcast_ref::<std::io::Error>())
+        .any(|e| e.kind() == std::io::ErrorKind::BrokenPipe)
+}

@@ -1,0 +1,65 @@
+//! The model: open_clip's `CLIP` (ViT image tower + text transformer) built from its config and
+//! checked state dict. Both towers return unnormalised features, as `encode_image`/`encode_text`.
+
+pub mod config;
+mod ops;
+mod text;
+mod transformer;
+mod vision;
+pub mod weights;
+
+use anyhow::{Context, Result};
+use candle_core::{DType, Device, Tensor};
+use candle_nn::VarBuilder;
+use config::OpenClipConfig;
+use std::path::Path;
+
+pub use text::TextTransformer;
+pub use vision::VisionTransformer;
+
+pub struct Clip {
+    pub config: OpenClipConfig,
+    vision: VisionTransformer,
+    text: TextTransformer,
+    /// `exp(logit_scale)` from the checkpoint.
+    logit_scale: f32,
+    device: Device,
+}
+
+impl Clip {
+    pub fn load(config: OpenClipConfig, weights_path: &Path, device: &Device) -> Result<Self> {
+        let tensors = weights::load(weights_path, &config.model, device)?;
+        let logit_scale = tensors["logit_scale"].to_scalar::<f32>()?.exp();
+        let vb = VarBuilder::from_tensors(tensors, DType::F32, device);
+        let m = &config.model;
+        let vision = VisionTransformer::new(&m.vision, m.embed_dim, m.activation, vb.pp("visual"))
+            .context("building the image tower")?;
+        let text = TextTransformer::new(&m.text, m.embed_dim, m.activation, vb.clone())
+            .context("building the text tower")?;
+        Ok(Self {
+            config,
+            vision,
+            text,
+            logit_scale,
+            device: device.clone(),
+        })
+    }
+
+    /// `pixels`: [B, 3, S, S] as made by `image::preprocess`; returns [B, embed_dim].
+    pub fn encode_images(&self, pixels: &Tensor) -> Result<Tensor> {
+        Ok(self.vision.forward(&pixels.to_device(&self.device)?)?)
+    }
+
+    /// `ids`: rows of `context_length` ids from `text::Tokenizer`; returns [N, embed_dim].
+    pub fn encode_texts(&self, ids: &[Vec<u32>]) -> Result<Tensor> {
+        Ok(self.text.forward(ids, &self.device)?)
+    }
+
+    pub fn logit_scale(&self) -> f32 {
+        self.logit_scale
+    }
+
+    pub fn device(&self) -> &Device {
+        &self.device
+    }
+}

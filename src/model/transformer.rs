@@ -1,0 +1,126 @@
+//! The residual attention block both towers share: open_clip `transformer.py`
+//! (`ResidualAttentionBlock` with `nn.MultiheadAttention`, pre-LN, batch-first).
+
+use super::config::Activation;
+use super::ops::LayerNorm;
+use candle_core::{Module, Result, Tensor};
+use candle_nn::{linear, Linear, VarBuilder};
+
+/// `nn.LayerNorm` as open_clip builds it: affine, eps 1e-5.
+pub fn ln(size: usize, vb: VarBuilder) -> Result<LayerNorm> {
+    LayerNorm::new(size, 1e-5, vb)
+}
+
+/// `nn.MultiheadAttention` with the fused `in_proj` (rows: q, then k, then v).
+struct Attention {
+    in_proj: Linear,
+    out_proj: Linear,
+    heads: usize,
+}
+
+impl Attention {
+    fn new(width: usize, heads: usize, vb: VarBuilder) -> Result<Self> {
+        let w = vb.get((3 * width, width), "in_proj_weight")?;
+        let b = vb.get(3 * width, "in_proj_bias")?;
+        Ok(Self {
+            in_proj: Linear::new(w, Some(b)),
+            out_proj: linear(width, width, vb.pp("out_proj"))?,
+            heads,
+        })
+    }
+
+    fn forward(&self, x: &Tensor, mask: Option<&Tensor>) -> Result<Tensor> {
+        let (b, t, d) = x.dims3()?;
+        let hd = d / self.heads;
+        // [B, T, 3, H, hd] -> [3, B, H, T, hd]: heads take contiguous channel slices.
+        let qkv = self
+            .in_proj
+            .forward(x)?
+            .reshape((b, t, 3, self.heads, hd))?
+            .permute((2, 0, 3, 1, 4))?;
+        let q = (qkv.get(0)?.contiguous()? * (1.0 / (hd as f64).sqrt()))?;
+        let k = qkv.get(1)?.contiguous()?;
+        let v = qkv.get(2)?.contiguous()?;
+        let mut scores = q.matmul(&k.t()?)?;
+        if let Some(mask) = mask {
+            scores = scores.broadcast_add(mask)?;
+        }
+        let probs = candle_nn::ops::softmax_last_dim(&scores)?;
+        let out = probs.matmul(&v)?.transpose(1, 2)?.reshape((b, t, d))?;
+        self.out_proj.forward(&out)
+    }
+}
+
+pub struct ResidualAttentionBlock {
+    ln_1: LayerNorm,
+    attn: Attention,
+    ln_2: LayerNorm,
+    c_fc: Linear,
+    c_proj: Linear,
+    act: Activation,
+}
+
+impl ResidualAttentionBlock {
+    pub fn new(
+        width: usize,
+        heads: usize,
+        mlp: usize,
+        act: Activation,
+        vb: VarBuilder,
+    ) -> Result<Self> {
+        Ok(Self {
+            ln_1: ln(width, vb.pp("ln_1"))?,
+            attn: Attention::new(width, heads, vb.pp("attn"))?,
+            ln_2: ln(width, vb.pp("ln_2"))?,
+            c_fc: linear(width, mlp, vb.pp("mlp.c_fc"))?,
+            c_proj: linear(mlp, width, vb.pp("mlp.c_proj"))?,
+            act,
+        })
+    }
+
+    pub fn forward(&self, x: &Tensor, mask: Option<&Tensor>) -> Result<Tensor> {
+        let x = (x + self.attn.forward(&self.ln_1.forward(x)?, mask)?)?;
+        let h = self.c_fc.forward(&self.ln_2.forward(&x)?)?;
+        let h = match self.act {
+            Activation::Gelu => h.gelu_erf()?,
+            Activation::QuickGelu => (&h * candle_nn::ops::sigmoid(&(&h * 1.702)?)?)?,
+        };
+        x + self.c_proj.forward(&h)?
+    }
+}
+
+/// A stack of blocks with keys `resblocks.N.*`.
+pub struct Transformer {
+    blocks: Vec<ResidualAttentionBlock>,
+}
+
+impl Transformer {
+    pub fn new(
+        layers: usize,
+        width: usize,
+        heads: usize,
+        mlp: usize,
+        act: Activation,
+        vb: VarBuilder,
+    ) -> Result<Self> {
+        let vb = vb.pp("resblocks");
+        let blocks = (0..layers)
+            .map(|i| ResidualAttentionBlock::new(width, heads, mlp, act, vb.pp(i)))
+            .collect::<Result<_>>()?;
+        Ok(Self { blocks })
+    }
+
+    pub fn forward(&self, x: &Tensor, mask: Option<&Tensor>) -> Result<Tensor> {
+        self.blocks
+            .iter()
+            .try_fold(x.clone(), |x, b| b.forward(&x, mask))
+    }
+}
+
+/// open_clip's causal mask: 0 on and below the diagonal, -inf above.
+pub fn causal_mask(len: usize, device: &candle_core::Device) -> Result<Tensor> {
+    let mask: Vec<f32> = (0..len)
+        .flat_map(|i| (0..len).map(move |j| if j > i { f32::NEG_INFINITY } else { 0.0 }))
+        .collect();
+    Tensor::from_vec(mask, (len, len), device)
+}

@@ -1,0 +1,190 @@
+//! Weights: the open_clip state dict from `.safetensors` (memory-mapped) or PyTorch's zip `.bin`
+//! (read by candle's restricted unpickler, which builds tensors and never runs code), checked
+//! name by name and shape by shape against what the config needs, as `load_state_dict(strict=True)`.
+
+use super::config::ModelConfig;
+use anyhow::{bail, Context, Result};
+use candle_core::{DType, Device, Tensor};
+use std::collections::HashMap;
+use std::path::Path;
+
+/// The tensors a plain open_clip ViT `CLIP` state dict holds, with their torch shapes.
+pub fn expected_shapes(cfg: &ModelConfig) -> Vec<(String, Vec<usize>)> {
+    let (v, t) = (&cfg.vision, &cfg.text);
+    let mut out = vec![
+        (
+            "visual.conv1.weight".into(),
+            vec![v.width, 3, v.patch_size, v.patch_size],
+        ),
+        ("visual.class_embedding".into(), vec![v.width]),
+        (
+            "visual.positional_embedding".into(),
+            vec![v.grid() * v.grid() + 1, v.width],
+        ),
+        ("visual.ln_pre.weight".into(), vec![v.width]),
+        ("visual.ln_pre.bias".into(), vec![v.width]),
+        ("visual.ln_post.weight".into(), vec![v.width]),
+        ("visual.ln_post.bias".into(), vec![v.width]),
+        ("visual.proj".into(), vec![v.width, cfg.embed_dim]),
+        ("token_embedding.weight".into(), vec![t.vocab_size, t.width]),
+        (
+            "positional_embedding".into(),
+            vec![t.context_length, t.width],
+        ),
+        ("ln_final.weight".into(), vec![t.width]),
+        ("ln_final.bias".into(), vec![t.width]),
+        ("text_projection".into(), vec![t.width, cfg.embed_dim]),
+        ("logit_scale".into(), vec![]),
+    ];
+    for i in 0..v.layers {
+        out.extend(block_shapes(
+            &format!("visual.transformer.resblocks.{i}"),
+            v.width,
+            v.mlp_width,
+        ));
+    }
+    for i in 0..t.layers {
+        out.extend(block_shapes(
+            &format!("transformer.resblocks.{i}"),
+            t.width,
+            t.mlp_width,
+        ));
+    }
+    out
+}
+
+fn block_shapes(p: &str, d: usize, mlp: usize) -> Vec<(String, Vec<usize>)> {
+    [
+        ("ln_1.weight", vec![d]),
+        ("ln_1.bias", vec![d]),
+        ("attn.in_proj_weight", vec![3 * d, d]),
+        ("attn.in_proj_bias", vec![3 * d]),
+        ("attn.out_proj.weight", vec![d, d]),
+        ("attn.out_proj.bias", vec![d]),
+        ("ln_2.weight", vec![d]),
+        ("ln_2.bias", vec![d]),
+        ("mlp.c_fc.weight", vec![mlp, d]),
+        ("mlp.c_fc.bias", vec![mlp]),
+        ("mlp.c_proj.weight", vec![d, mlp]),
+        ("mlp.c_proj.bias", vec![d]),
+    ]
+    .into_iter()
+    .map(|(k, s)| (format!("{p}.{k}"), s))
+    .collect()
+}
+
+/// Reads the state dict, normalised as open_clip's `load_checkpoint` does, and checks it.
+pub fn load(path: &Path, cfg: &ModelConfig, device: &Device) -> Result<HashMap<String, Tensor>> {
+    let is_safetensors = path.extension().is_some_and(|e| e == "safetensors");
+    let tensors = if is_safetensors {
+        read_safetensors(path, device)
+    } else {
+        read_pickle(path)
+    }
+    .with_context(|| format!("cannot read weights {}", path.display()))?;
+    let tensors = normalise(tensors)?;
+    check(&tensors, cfg)
+        .with_context(|| format!("weights {} do not fit the model config", path.display()))?;
+    Ok(tensors)
+}
+
+fn read_safetensors(path: &Path, device: &Device) -> Result<Vec<(String, Tensor)>> {
+    // Safety: the file is mapped read-only and not expected to change while we run; the same
+    // assumption every mmap-based loader (safetensors, candle, PyTorch) makes.
+    use candle_core::safetensors::Load;
+    let st = unsafe { candle_core::safetensors::MmapedSafetensors::new(path)? };
+    st.tensors()
+        .into_iter()
+        .map(|(name, view)| {
+            let t = view
+                .load(device)
+                .with_context(|| format!("tensor `{name}`"))?;
+            Ok((name, t))
+        })
+        .collect()
+}
+
+fn read_pickle(path: &Path) -> Result<Vec<(String, Tensor)>> {
+    use candle_core::pickle::{read_pth_tensor_info, PthTensors};
+    // Training checkpoints wrap the state dict as {"state_dict": ...}; try the plain layout first.
+    let mut key = None;
+    let mut infos = read_pth_tensor_info(path, false, None)?;
+    if infos.is_empty() {
+        key = Some("state_dict");
+        infos = read_pth_tensor_info(path, false, key)
+            .context("neither a state dict nor a {\"state_dict\": ...} checkpoint")?;
+    }
+    if infos.is_empty() {
+        bail!("no tensors found: not a PyTorch state dict");
+    }
+    let pth = PthTensors::new(path, key)?;
+    infos
+        .into_iter()
+        .map(|info| {
+            let t = pth
+                .get(&info.name)?
+                .with_context(|| format!("tensor `{}` listed but not readable", info.name))?;
+            Ok((info.name, t))
+        })
+        .collect()
+}
+
+/// open_clip strips 7 characters from every key when the first one starts with `module`
+/// (DDP checkpoints) and accepts `logit_scale` as a 0-d or a 1-element tensor.
+fn normalise(tensors: Vec<(String, Tensor)>) -> Result<HashMap<String, Tensor>> {
+    let ddp = tensors
+        .first()
+        .is_some_and(|(k, _)| k.starts_with("module"));
+    let mut out = HashMap::with_capacity(tensors.len());
+    for (name, t) in tensors {
+        let name = if ddp {
+            name.get(7..).unwrap_or_default().to_string()
+        } else {
+            name
+        };
+        let t = if name == "logit_scale" && t.elem_count() == 1 {
+            t.reshape(())?
+        } else {
+            t
+        };
+        let t = if t.dtype() == DType::F32 {
+            t
+        } else {
+            t.to_dtype(DType::F32)?
+        };
+        if out.insert(name.clone(), t).is_some() {
+            bail!("tensor `{name}` appears twice");
+        }
+    }
+    Ok(out)
+}
+
+fn check(tensors: &HashMap<String, Tensor>, cfg: &ModelConfig) -> Result<()> {
+    let expected = expected_shapes(cfg);
+    for (name, shape) in &expected {
+        let t = tensors
+            .get(name)
+            .with_context(|| format!("tensor `{name}` (shape {shape:?}) is missing"))?;
+        if t.dims() != shape.as_slice() {
+            bail!(
+                "tensor `{name}` has shape {:?} in the weights, the config needs {shape:?}",
+                t.dims()
+            );
+        }
+    }
+    let mut unexpected: Vec<&str> = tensors
+        .keys()
+        .map(String::as_str)
+        .filter(|k| !expected.iter().any(|(e, _)| e == k))
+        .collect();
+    if !unexpected.is_empty() {
+        unexpected.sort_unstable();
+        let n = unexpected.len();
+        unexpected.truncate(5);
+        bail!(
+            "{n} unexpected tensor(s), e.g. `{}`: a different architecture",
+            unexpected.join("`, `")
+        );
+    }
+    Ok(())
+}

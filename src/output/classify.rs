@@ -1,0 +1,149 @@
+//! Classify rows -> table, csv, tsv or jsonl (`file,<labels>,error` / one object per input).
+
+use super::Sink;
+use crate::cli::ClassifyFormat;
+use anyhow::Result;
+use serde::Serialize;
+
+/// One input's result: label probabilities in label order, or why it failed.
+pub struct ClassifyRow {
+    pub file: String,
+    pub result: std::result::Result<Vec<f32>, String>,
+}
+
+pub struct ClassifyWriter {
+    format: ClassifyFormat,
+    labels: Vec<String>,
+    sink: Sink,
+    file_width: usize,
+    started: bool,
+}
+
+impl ClassifyWriter {
+    /// `file_width`: the longest file name, to align the table.
+    pub fn new(format: ClassifyFormat, labels: Vec<String>, sink: Sink, file_width: usize) -> Self {
+        Self {
+            format,
+            labels,
+            sink,
+            file_width: file_width.max(4),
+            started: false,
+        }
+    }
+
+    pub fn write(&mut self, rows: &[ClassifyRow]) -> Result<()> {
+        let mut buf = Vec::new();
+        match self.format {
+            ClassifyFormat::Csv => self.delimited(rows, b',', &mut buf)?,
+            ClassifyFormat::Tsv => self.delimited(rows, b'\t', &mut buf)?,
+            ClassifyFormat::Jsonl => self.jsonl(rows, &mut buf)?,
+            ClassifyFormat::Table => self.table(rows, &mut buf),
+        }
+        self.started = true;
+        self.sink.write_chunk(&buf)
+    }
+
+    fn delimited(&self, rows: &[ClassifyRow], delimiter: u8, buf: &mut Vec<u8>) -> Result<()> {
+        let mut w = csv::WriterBuilder::new()
+            .delimiter(delimiter)
+            .from_writer(buf);
+        if !self.started {
+            let header = std::iter::once("file")
+                .chain(self.labels.iter().map(String::as_str))
+                .chain(std::iter::once("error"));
+            w.write_record(header)?;
+        }
+        for row in rows {
+            let mut rec = vec![row.file.clone()];
+            match &row.result {
+                Ok(p) => rec.extend(
+                    p.iter()
+                        .map(|v| v.to_string())
+                        .chain(std::iter::once(String::new())),
+                ),
+                Err(e) => rec.extend(
+                    std::iter::repeat_n(String::new(), self.labels.len()).chain([e.clone()]),
+                ),
+            }
+            w.write_record(&rec)?;
+        }
+        w.flush()?;
+        Ok(())
+    }
+
+    fn jsonl(&self, rows: &[ClassifyRow], buf: &mut Vec<u8>) -> Result<()> {
+        for row in rows {
+            let line = match &row.result {
+                Ok(p) => JsonRow {
+                    file: &row.file,
+                    scores: Some(Scores(&self.labels, p)),
+                    top: Some(top(&self.labels, p)),
+                    error: None,
+                },
+                Err(e) => JsonRow {
+                    file: &row.file,
+                    scores: None,
+                    top: None,
+                    error: Some(e),
+                },
+            };
+            serde_json::to_writer(&mut *buf, &line)?;
+            buf.push(b'\n');
+        }
+        Ok(())
+    }
+
+    fn table(&self, rows: &[ClassifyRow], buf: &mut Vec<u8>) {
+        use std::fmt::Write;
+        let fw = self.file_width;
+        let mut s = String::new();
+        if !self.started {
+            let _ = write!(s, "{:<fw$}", "file");
+            for l in &self.labels {
+                let _ = write!(s, "  {l:>w$}", w = l.chars().count().max(6));
+            }
+            s.push_str("  top\n");
+        }
+        for row in rows {
+            let _ = write!(s, "{:<fw$}", row.file);
+            match &row.result {
+                Ok(p) => {
+                    for (l, v) in self.labels.iter().zip(p) {
+                        let _ = write!(s, "  {v:>w$.4}", w = l.chars().count().max(6));
+                    }
+                    let _ = writeln!(s, "  {}", top(&self.labels, p));
+                }
+                Err(e) => {
+                    let _ = writeln!(s, "  error: {e}");
+                }
+            }
+        }
+        buf.extend_from_slice(s.as_bytes());
+    }
+}
+
+#[derive(Serialize)]
+struct JsonRow<'a> {
+    file: &'a str,
+    scores: Option<Scores<'a>>,
+    top: Option<&'a str>,
+    error: Option<&'a str>,
+}
+
+/// `{"<label>": <prob>, ...}` in label order, probabilities written as float32 (shortest form).
+struct Scores<'a>(&'a [String], &'a [f32]);
+
+impl Serialize for Scores<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_map(self.0.iter().zip(self.1))
+    }
+}
+
+/// The label with the highest probability (the first one on ties).
+fn top<'a>(labels: &'a [String], probs: &[f32]) -> &'a str {
+    let best = probs
+        .iter()
+        .enumerate()
+        .fold(0, |best, (i, p)| if *p > probs[best] { i } else { best });
+    &labels[best]
+}

@@ -1,0 +1,100 @@
+//! Model source: `--model` (hub id or local directory) + `--revision` -> the config and weights
+//! files on disk, from the Hugging Face cache Python uses, downloading only when allowed.
+
+mod hub;
+
+use anyhow::{bail, Result};
+use std::path::{Path, PathBuf};
+
+pub use hub::{hub_cache_dir, offline_from_env};
+
+pub const CONFIG_FILE: &str = "open_clip_config.json";
+/// Weight files of a hub repo, in open_clip's order of preference.
+pub const HUB_WEIGHTS: &[&str] = &["open_clip_model.safetensors", "open_clip_pytorch_model.bin"];
+/// open_clip's `local-dir:` search order.
+pub const LOCAL_WEIGHTS: &[&str] = &[
+    "open_clip_model.safetensors",
+    "open_clip_pytorch_model.safetensors",
+    "open_clip_pytorch_model.bin",
+    "open_clip_pytorch_model.pth",
+    "model.safetensors",
+    "pytorch_model.bin",
+    "pytorch_model.pth",
+    "model.pth",
+];
+
+#[derive(Debug, Clone)]
+pub struct ModelRequest {
+    pub model: String,
+    pub revision: String,
+    pub offline: bool,
+    /// Show download progress bars (stderr is a terminal and not `--quiet`).
+    pub progress: bool,
+}
+
+/// Where a model's files are, and what they are, for provenance.
+#[derive(Debug, Clone)]
+pub struct ModelFiles {
+    /// Hub repo id, or the directory as given.
+    pub id: String,
+    /// The hub commit the files come from; `None` for a local directory.
+    pub commit: Option<String>,
+    pub config: PathBuf,
+    pub weights: PathBuf,
+}
+
+enum Source<'a> {
+    Local(&'a Path),
+    Hub(&'a str),
+}
+
+fn classify(model: &str) -> Result<Source<'_>> {
+    if let Some(dir) = model.strip_prefix("local-dir:") {
+        return Ok(Source::Local(Path::new(dir)));
+    }
+    if let Some(id) = model.strip_prefix("hf-hub:") {
+        return Ok(Source::Hub(id));
+    }
+    if Path::new(model).is_dir() {
+        return Ok(Source::Local(Path::new(model)));
+    }
+    if hub::is_repo_id(model) {
+        return Ok(Source::Hub(model));
+    }
+    bail!("--model {model:?} is neither a directory nor a hub repo id like `yyupenn/whyxrayclip`")
+}
+
+pub fn resolve(req: &ModelRequest) -> Result<ModelFiles> {
+    match classify(&req.model)? {
+        Source::Local(dir) => resolve_local(dir),
+        Source::Hub(id) => hub::resolve(id, req),
+    }
+}
+
+fn resolve_local(dir: &Path) -> Result<ModelFiles> {
+    if !dir.is_dir() {
+        bail!("model directory {} does not exist", dir.display());
+    }
+    let config = dir.join(CONFIG_FILE);
+    if !config.is_file() {
+        bail!("model directory {} has no {CONFIG_FILE}", dir.display());
+    }
+    // open_clip would build a randomly initialised model here; we refuse.
+    let Some(weights) = LOCAL_WEIGHTS
+        .iter()
+        .map(|f| dir.join(f))
+        .find(|p| p.is_file())
+    else {
+        bail!(
+            "model directory {} has no weights (looked for {})",
+            dir.display(),
+            LOCAL_WEIGHTS.join(", ")
+        );
+    };
+    Ok(ModelFiles {
+        id: dir.display().to_string(),
+        commit: None,
+        config,
+        weights,
+    })
+}

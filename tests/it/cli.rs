@@ -1,0 +1,437 @@
+//! The command-line contract (shared/CLI.md) through the real executable: formats, streams,
+//! exit codes, hub-cache resolution offline, and failures that name their cause.
+
+use crate::support::*;
+use std::path::Path;
+
+const PNG: &str = "tests/data/nih_00000001_000.png";
+const PNG2: &str = "tests/data/nih_00027426_000_512.png";
+
+fn classify(model: &Path, args: &[&str]) -> std::process::Output {
+    let mut cmd = whyxray();
+    cmd.current_dir(root())
+        .arg("classify")
+        .args(args)
+        .arg("-m")
+        .arg(model);
+    run(&mut cmd)
+}
+
+fn expected_row(model: &str, image: &str) -> Vec<f32> {
+    let (_, _, i) = images(model)
+        .into_iter()
+        .find(|(n, _, _)| n == image)
+        .unwrap();
+    matrix(&model_expected(model)["probs_scale_100"])[i].clone()
+}
+
+fn labels(model: &str) -> String {
+    let l: Vec<String> = serde_json::from_value(model_expected(model)["labels"].clone()).unwrap();
+    l.join(",")
+}
+
+#[test]
+fn classify_csv_matches_open_clip_probabilities() {
+    let m = "tiny-gelu-p14";
+    let out = classify(
+        &model_dir(m),
+        &[PNG, PNG2, "--labels", &labels(m), "--format", "csv"],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let text = stdout(&out);
+    let mut lines = text.lines();
+    assert_eq!(lines.next().unwrap(), format!("file,{},error", labels(m)));
+    for (line, image) in lines
+        .by_ref()
+        .zip(["nih_00000001_000.png", "nih_00027426_000_512.png"])
+    {
+        let fields: Vec<&str> = line.split(',').collect();
+        assert!(
+            fields[0].ends_with(image) && fields.last() == Some(&""),
+            "{line}"
+        );
+        let probs: Vec<f32> = fields[1..fields.len() - 1]
+            .iter()
+            .map(|v| v.parse().unwrap())
+            .collect();
+        let d = max_abs_diff(&probs, &expected_row(m, image));
+        assert!(d <= 1e-4, "{image}: {d}");
+    }
+    assert!(lines.next().is_none());
+}
+
+#[test]
+fn classify_model_logit_scale_and_jsonl() {
+    let m = "tiny-quickgelu-p32-squash";
+    let out = classify(
+        &model_dir(m),
+        &[
+            PNG,
+            "--labels",
+            &labels(m),
+            "--format",
+            "jsonl",
+            "--logit-scale",
+            "model",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let v: serde_json::Value = serde_json::from_str(stdout(&out).trim()).unwrap();
+    assert_eq!(v["file"], PNG);
+    assert!(v["error"].is_null());
+    let scores = v["scores"].as_object().unwrap();
+    let keys: Vec<&str> = scores.keys().map(String::as_str).collect();
+    assert_eq!(keys.join(","), labels(m), "label order kept");
+    let got: Vec<f32> = scores
+        .values()
+        .map(|x| x.as_f64().unwrap() as f32)
+        .collect();
+    let (_, _, i) = images(m)
+        .into_iter()
+        .find(|(n, _, _)| n == "nih_00000001_000.png")
+        .unwrap();
+    let want = &matrix(&model_expected(m)["probs_scale_model"])[i];
+    assert!(max_abs_diff(&got, want) <= 1e-4, "{got:?} vs {want:?}");
+    let top = keys[got
+        .iter()
+        .enumerate()
+        .max_by(|a, b| a.1.total_cmp(b.1))
+        .unwrap()
+        .0];
+    assert_eq!(v["top"], top);
+}
+
+#[test]
+fn bad_inputs_get_error_rows_and_exit_1_while_others_are_scored() {
+    let tmp = tempfile::tempdir().unwrap();
+    let text = tmp.path().join("notes.png");
+    std::fs::write(&text, "not an image").unwrap();
+    let truncated = tmp.path().join("cut.png");
+    let png = std::fs::read(root().join(PNG)).unwrap();
+    std::fs::write(&truncated, &png[..png.len() / 2]).unwrap();
+    let empty = tmp.path().join("empty.jpg");
+    std::fs::write(&empty, b"").unwrap();
+    let (t, c, e) = (
+        text.to_str().unwrap(),
+        truncated.to_str().unwrap(),
+        empty.to_str().unwrap(),
+    );
+    let m = model_dir("tiny-gelu-p14");
+    let out = classify(
+        &m,
+        &[
+            t,
+            PNG,
+            "missing.png",
+            c,
+            e,
+            PNG2,
+            "-l",
+            "a,b",
+            "--format",
+            "csv",
+            "--batch-size",
+            "2",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let text = stdout(&out);
+    let rows: Vec<&str> = text.lines().skip(1).collect();
+    assert_eq!(rows.len(), 6, "{text}");
+    let err = stderr(&out);
+    for (row, (file, ok)) in rows.iter().zip([
+        (t, false),
+        (PNG, true),
+        ("missing.png", false),
+        (c, false),
+        (e, false),
+        (PNG2, true),
+    ]) {
+        assert!(row.starts_with(file), "{row} should be {file}");
+        assert_eq!(row.ends_with(','), ok, "{row}");
+        if !ok {
+            assert!(err.contains(file), "stderr names {file}: {err}");
+        }
+    }
+    assert!(rows[2].contains("No such file"), "{}", rows[2]);
+    assert!(rows[4].contains("empty file"), "{}", rows[4]);
+}
+
+#[test]
+fn default_model_resolves_from_a_hub_cache_offline() {
+    let hub = root().join("tests/fixtures/hub");
+    let commit = expected()["hub_commit"].as_str().unwrap();
+    let m = "tiny-gelu-p14";
+    for rev in ["main", commit] {
+        let mut cmd = whyxray();
+        cmd.current_dir(root())
+            .env("HF_HUB_CACHE", &hub)
+            .env("HF_HUB_OFFLINE", "1");
+        cmd.args([
+            "classify",
+            PNG,
+            "--labels",
+            &labels(m),
+            "--format",
+            "csv",
+            "--revision",
+            rev,
+            "-v",
+        ]);
+        let out = run(&mut cmd);
+        assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+        assert!(
+            stderr(&out).contains(commit),
+            "resolved commit is reported: {}",
+            stderr(&out)
+        );
+        let line = stdout(&out).lines().nth(1).unwrap().to_string();
+        let probs: Vec<f32> = line
+            .split(',')
+            .skip(1)
+            .take(5)
+            .map(|v| v.parse().unwrap())
+            .collect();
+        assert!(max_abs_diff(&probs, &expected_row(m, "nih_00000001_000.png")) <= 1e-4);
+    }
+    // HF_HOME/hub is the next place Python looks.
+    let home = tempfile::tempdir().unwrap();
+    std::os::unix::fs::symlink(&hub, home.path().join("hub")).unwrap();
+    let mut cmd = whyxray();
+    cmd.current_dir(root())
+        .env_remove("HF_HUB_CACHE")
+        .env("HF_HOME", home.path());
+    cmd.args(["--offline", "classify", PNG, "-l", "a,b"])
+        .env_remove("HF_HUB_OFFLINE");
+    assert_eq!(run(&mut cmd).status.code(), Some(0));
+}
+
+#[test]
+fn offline_with_nothing_cached_fails_at_once_naming_the_path() {
+    let empty = tempfile::tempdir().unwrap();
+    let start = std::time::Instant::now();
+    let mut cmd = whyxray();
+    cmd.current_dir(root())
+        .env("HF_HUB_CACHE", empty.path())
+        .env_remove("HF_HUB_OFFLINE");
+    cmd.args(["--offline", "classify", PNG, "-l", "a,b"]);
+    let out = run(&mut cmd);
+    assert_eq!(out.status.code(), Some(2));
+    let err = stderr(&out);
+    let looked = empty.path().join("models--yyupenn--whyxrayclip/refs/main");
+    assert!(
+        err.contains(&looked.display().to_string()) && err.contains("offline"),
+        "{err}"
+    );
+    assert!(stdout(&out).is_empty());
+    assert!(start.elapsed().as_secs() < 10);
+}
+
+#[test]
+fn fatal_model_problems_exit_2_with_the_cause() {
+    let tmp = tempfile::tempdir().unwrap();
+    let src = model_dir("tiny-gelu-p14");
+    let cfg = std::fs::read_to_string(src.join("open_clip_config.json")).unwrap();
+    let cases = [
+        ("no weights", cfg.clone(), None, "has no weights"),
+        (
+            "shape",
+            cfg.replacen("\"width\": 64", "\"width\": 128", 1),
+            Some("open_clip_model.safetensors"),
+            "visual.conv1.weight",
+        ),
+        (
+            "unknown key",
+            cfg.replacen(
+                "\"patch_size\": 14",
+                "\"patch_size\": 14, \"attentional_pool\": true",
+                1,
+            ),
+            Some("open_clip_model.safetensors"),
+            "vision_cfg.attentional_pool",
+        ),
+        (
+            "corrupt bin",
+            cfg.clone(),
+            Some("corrupt"),
+            "cannot read weights",
+        ),
+    ];
+    for (what, config, weights, needle) in cases {
+        let dir = tmp.path().join(what.replace(' ', "_"));
+        std::fs::create_dir(&dir).unwrap();
+        std::fs::write(dir.join("open_clip_config.json"), config).unwrap();
+        match weights {
+            Some("corrupt") => std::fs::write(
+                dir.join("open_clip_pytorch_model.bin"),
+                b"PK\x03\x04garbage",
+            )
+            .unwrap(),
+            Some(f) => std::os::unix::fs::symlink(src.join(f), dir.join(f)).unwrap(),
+            None => {}
+        }
+        let out = classify(&dir, &[PNG, "-l", "a,b"]);
+        assert_eq!(out.status.code(), Some(2), "{what}: {}", stderr(&out));
+        assert!(stderr(&out).contains(needle), "{what}: {}", stderr(&out));
+        assert!(stdout(&out).is_empty(), "{what}");
+    }
+}
+
+#[test]
+fn usage_errors_exit_2() {
+    for args in [
+        vec!["classify", PNG, "-l", "only-one"],
+        vec!["classify", PNG],
+        vec!["--device", "cuda", "classify", PNG, "-l", "a,b"],
+        vec!["classify", PNG, "-l", "a,b", "--format", "xml"],
+    ] {
+        let mut cmd = whyxray();
+        cmd.current_dir(root())
+            .args(&args)
+            .arg("-m")
+            .arg(model_dir("tiny-gelu-p14"));
+        let out = run(&mut cmd);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {}", stderr(&out));
+        assert!(stdout(&out).is_empty(), "{args:?}");
+    }
+}
+
+#[test]
+fn help_says_research_use_only() {
+    for args in [
+        &["--help"][..],
+        &["classify", "--help"],
+        &["embed", "--help"],
+    ] {
+        let out = run(whyxray().args(args));
+        assert_eq!(out.status.code(), Some(0));
+        assert!(stdout(&out).contains("not for diagnosis"), "{args:?}");
+    }
+}
+
+#[test]
+fn embed_jsonl_images_then_texts_and_npy_rows_in_the_same_order() {
+    let m = "tiny-gelu-p14";
+    let tmp = tempfile::tempdir().unwrap();
+    let mut cmd = whyxray();
+    cmd.current_dir(root()).args([
+        "embed",
+        PNG,
+        "nope.png",
+        "--text",
+        "pleural effusion",
+        "enlarged heart",
+        "-m",
+    ]);
+    cmd.arg(model_dir(m));
+    let out = run(&mut cmd);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let lines: Vec<serde_json::Value> = stdout(&out)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 4);
+    assert_eq!(lines[0]["file"], PNG);
+    assert!(lines[1]["embedding"].is_null() && lines[1]["error"].is_string());
+    assert_eq!(lines[2]["text"], "pleural effusion");
+    let e = model_expected(m);
+    let (_, _, i) = images(m)
+        .into_iter()
+        .find(|(n, _, _)| n == "nih_00000001_000.png")
+        .unwrap();
+    let img: Vec<f32> = serde_json::from_value(lines[0]["embedding"].clone()).unwrap();
+    assert!(one_minus_cos(&img, &matrix(&e["image_embeddings"])[i]) <= 1e-6);
+    let txt: Vec<f32> = serde_json::from_value(lines[2]["embedding"].clone()).unwrap();
+    assert!(one_minus_cos(&txt, &matrix(&e["text_embeddings"])[1]) <= 1e-6);
+
+    let npy = tmp.path().join("feats.npy");
+    let mut cmd = whyxray();
+    let texts = ["pleural effusion", "enlarged heart"];
+    cmd.current_dir(root())
+        .args(["embed", PNG, "nope.png", "--text"])
+        .args(texts)
+        .args(["--format", "npy", "-o"]);
+    cmd.arg(&npy).arg("-m").arg(model_dir(m));
+    let out = run(&mut cmd);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stdout(&out).is_empty());
+    let bytes = std::fs::read(&npy).unwrap();
+    let header_len = u16::from_le_bytes([bytes[8], bytes[9]]) as usize;
+    assert!(std::str::from_utf8(&bytes[10..10 + header_len])
+        .unwrap()
+        .contains("'shape': (4, 32)"));
+    let data: Vec<f32> = bytes[10 + header_len..]
+        .chunks_exact(4)
+        .map(|b| f32::from_le_bytes(b.try_into().unwrap()))
+        .collect();
+    assert_eq!(data.len(), 4 * 32);
+    assert_eq!(
+        &data[..32],
+        img.as_slice(),
+        "jsonl and npy carry the same float32 values"
+    );
+    assert!(data[32..64].iter().all(|v| v.is_nan()));
+    assert_eq!(&data[64..96], txt.as_slice());
+}
+
+#[test]
+fn directories_and_stdin_lists_keep_input_order() {
+    let tmp = tempfile::tempdir().unwrap();
+    std::fs::create_dir(tmp.path().join("sub")).unwrap();
+    std::fs::copy(root().join(PNG), tmp.path().join("sub/b.PNG")).unwrap();
+    std::fs::copy(root().join(PNG2), tmp.path().join("a.png")).unwrap();
+    std::fs::write(tmp.path().join("readme.txt"), "x").unwrap();
+    let mut cmd = whyxray();
+    cmd.current_dir(root())
+        .arg("classify")
+        .arg(tmp.path())
+        .arg("-")
+        .args(["-l", "a,b", "--format", "tsv", "-m"]);
+    cmd.arg(model_dir("tiny-gelu-p14"))
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped());
+    let mut child = cmd.spawn().unwrap();
+    use std::io::Write;
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(format!("{PNG2}\n\n{PNG}\n").as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let files: Vec<String> = stdout(&out)
+        .lines()
+        .skip(1)
+        .map(|l| l.split('\t').next().unwrap().to_string())
+        .collect();
+    let d = tmp.path().display();
+    assert_eq!(
+        files,
+        [
+            format!("{d}/a.png"),
+            format!("{d}/sub/b.PNG"),
+            PNG2.into(),
+            PNG.into()
+        ]
+    );
+}
+
+#[test]
+fn output_file_gets_results_and_stdout_stays_empty() {
+    let tmp = tempfile::tempdir().unwrap();
+    let csv = tmp.path().join("out.csv");
+    let mut cmd = whyxray();
+    cmd.current_dir(root())
+        .args(["classify", PNG, "-l", "a,b", "-o"])
+        .arg(&csv);
+    cmd.arg("-m").arg(model_dir("tiny-gelu-p14"));
+    let out = run(&mut cmd);
+    assert_eq!(out.status.code(), Some(0));
+    assert!(stdout(&out).is_empty());
+    let text = std::fs::read_to_string(&csv).unwrap();
+    assert!(
+        text.starts_with("file,a,b,error\n") && text.ends_with(",\n"),
+        "{text}"
+    );
+}

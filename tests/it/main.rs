@@ -1,0 +1,9 @@
+//! One integration-test binary: parity with open_clip (tokens, pixels, embeddings,
+//! probabilities) through the library, and the command-line contract through the real executable.
+
+mod cli;
+mod hub;
+mod model;
+mod preprocess;
+mod support;
+mod tokenizer;

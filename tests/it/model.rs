@@ -1,0 +1,170 @@
+//! Model parity: both towers and the scores against open_clip on tiny checkpoints of three
+//! variants (GELU/QuickGELU, patch 14/32/16, .bin/.safetensors, plain/DDP checkpoints).
+
+use crate::support::*;
+use candle_core::{Device, Tensor};
+use whyxray::image::{decode_file, preprocess};
+use whyxray::model::{config::OpenClipConfig, Clip};
+use whyxray::score::{normalised_rows, probabilities};
+use whyxray::source::LOCAL_WEIGHTS;
+
+/// f32 noise is far below these; a GELU<->QuickGELU swap moves these tiny models by
+/// 1 - cos >= 3.4e-6 and rel_l2 >= 2.6e-3 (expected.json "sensitivity").
+const MAX_ONE_MINUS_COS: f64 = 1e-6;
+const MAX_REL_L2: f64 = 1e-4;
+
+fn load(dir: &std::path::Path) -> Clip {
+    let cfg = OpenClipConfig::from_file(&dir.join("open_clip_config.json")).unwrap();
+    let weights = LOCAL_WEIGHTS
+        .iter()
+        .map(|f| dir.join(f))
+        .find(|p| p.exists())
+        .unwrap();
+    Clip::load(cfg, &weights, &Device::Cpu).unwrap()
+}
+
+fn rows(t: &Tensor) -> Vec<Vec<f32>> {
+    t.to_vec2::<f32>().unwrap()
+}
+
+fn assert_close(what: &str, got: &[Vec<f32>], want: &[Vec<f32>]) {
+    assert_eq!(got.len(), want.len(), "{what}: row count");
+    let (mut worst_c, mut worst_r) = (0f64, 0f64);
+    for (i, (g, w)) in got.iter().zip(want).enumerate() {
+        let (c, r) = (one_minus_cos(g, w), rel_l2(g, w));
+        assert!(
+            c <= MAX_ONE_MINUS_COS && r <= MAX_REL_L2,
+            "{what} row {i}: 1-cos {c:e}, rel_l2 {r:e}"
+        );
+        (worst_c, worst_r) = (worst_c.max(c), worst_r.max(r));
+    }
+    eprintln!("{what}: max 1-cos {worst_c:e}, max rel_l2 {worst_r:e}");
+}
+
+fn pixels_tensor(model: &Clip, pixels: Vec<Vec<f32>>) -> Tensor {
+    let s = model.config.preprocess.size;
+    let n = pixels.len();
+    Tensor::from_vec(pixels.concat(), (n, 3, s, s), &Device::Cpu).unwrap()
+}
+
+#[test]
+fn image_tower_matches_open_clip_on_its_own_pixels() {
+    for name in MODELS {
+        let model = load(&model_dir(name));
+        let imgs = images(name);
+        let px = imgs
+            .iter()
+            .map(|(n, _, _)| reference_pixels(name, n))
+            .collect();
+        let got = rows(&model.encode_images(&pixels_tensor(&model, px)).unwrap());
+        assert_close(
+            &format!("{name} image features"),
+            &got,
+            &matrix(&model_expected(name)["image_features"]),
+        );
+    }
+}
+
+#[test]
+fn text_tower_matches_open_clip() {
+    for name in MODELS {
+        let model = load(&model_dir(name));
+        let e = model_expected(name);
+        let labels: Vec<String> = serde_json::from_value(e["labels"].clone()).unwrap();
+        let tok = whyxray::text::Tokenizer::bundled(77).unwrap();
+        let ids: Vec<Vec<u32>> = labels.iter().map(|l| tok.encode(l)).collect();
+        let got = rows(&model.encode_texts(&ids).unwrap());
+        assert_close(
+            &format!("{name} text features"),
+            &got,
+            &matrix(&e["text_features"]),
+        );
+    }
+}
+
+/// Decode + preprocess + both towers + softmax, on PNG and JPEG files, as `classify` runs them.
+#[test]
+fn end_to_end_embeddings_and_probabilities() {
+    let (mut worst_cos, mut worst_prob) = (0f64, 0f32);
+    for name in MODELS {
+        let model = load(&model_dir(name));
+        let e = model_expected(name);
+        let labels: Vec<String> = serde_json::from_value(e["labels"].clone()).unwrap();
+        let text = whyxray::commands::embed_texts(&model, &labels).unwrap();
+        let imgs = images(name);
+        let px = imgs
+            .iter()
+            .map(|(n, k, _)| {
+                preprocess(
+                    &decode_file(&image_path(n, k)).unwrap(),
+                    &model.config.preprocess,
+                )
+            })
+            .collect();
+        let emb =
+            normalised_rows(&model.encode_images(&pixels_tensor(&model, px)).unwrap()).unwrap();
+        let want_emb = matrix(&e["image_embeddings"]);
+        for ((n, _, i), got) in imgs.iter().zip(&emb) {
+            let c = one_minus_cos(got, &want_emb[*i]);
+            worst_cos = worst_cos.max(c);
+            assert!(c <= MAX_ONE_MINUS_COS, "{name} {n}: 1-cos {c:e}");
+            for (scale, key) in [
+                (100.0, "probs_scale_100"),
+                (model.logit_scale(), "probs_scale_model"),
+            ] {
+                let got_p = probabilities(got, &text, scale);
+                let d = max_abs_diff(&got_p, &matrix(&e[key])[*i]);
+                worst_prob = worst_prob.max(d);
+                assert!(d <= 1e-4, "{name} {n} {key}: |dp| {d:e}");
+            }
+        }
+    }
+    eprintln!("end to end: max 1-cos {worst_cos:e}, max |probability diff| {worst_prob:e}");
+}
+
+#[test]
+fn bin_and_safetensors_give_identical_outputs() {
+    let src = model_dir("tiny-gelu-p14");
+    let tmp = tempfile::tempdir().unwrap();
+    for f in ["open_clip_config.json", "open_clip_pytorch_model.bin"] {
+        std::fs::copy(src.join(f), tmp.path().join(f)).unwrap();
+    }
+    let (st, bin) = (load(&src), load(tmp.path()));
+    let px = vec![reference_pixels("tiny-gelu-p14", "nih_00000001_000.png")];
+    let a = rows(&st.encode_images(&pixels_tensor(&st, px.clone())).unwrap());
+    let b = rows(&bin.encode_images(&pixels_tensor(&bin, px)).unwrap());
+    assert_eq!(a, b);
+    let ids = vec![whyxray::text::Tokenizer::bundled(77)
+        .unwrap()
+        .encode("pleural effusion")];
+    assert_eq!(
+        rows(&st.encode_texts(&ids).unwrap()),
+        rows(&bin.encode_texts(&ids).unwrap())
+    );
+    assert_eq!(st.logit_scale(), bin.logit_scale());
+}
+
+#[test]
+fn logit_scale_is_read_from_the_checkpoint() {
+    for name in MODELS {
+        let want = model_expected(name)["logit_scale_exp"].as_f64().unwrap() as f32;
+        let got = load(&model_dir(name)).logit_scale();
+        assert!((got - want).abs() <= want * 1e-6, "{name}: {got} vs {want}");
+    }
+}
+
+#[test]
+fn mismatched_weights_name_the_tensor_and_both_shapes() {
+    let src = model_dir("tiny-gelu-p14");
+    let cfg = std::fs::read_to_string(src.join("open_clip_config.json")).unwrap();
+    let cfg = OpenClipConfig::from_json(&cfg.replacen("\"embed_dim\": 32", "\"embed_dim\": 16", 1))
+        .unwrap();
+    let err = Clip::load(cfg, &src.join("open_clip_model.safetensors"), &Device::Cpu)
+        .err()
+        .unwrap();
+    let msg = format!("{err:#}");
+    assert!(
+        msg.contains("`visual.proj`") && msg.contains("[64, 32]") && msg.contains("[64, 16]"),
+        "{msg}"
+    );
+}

@@ -1,0 +1,73 @@
+//! Preprocessing parity: whyxray's decode + Pillow-exact resize against open_clip's tensors.
+
+use crate::support::*;
+use whyxray::image::{decode_file, preprocess};
+use whyxray::model::config::{OpenClipConfig, PreprocessConfig};
+
+fn config(model: &str) -> PreprocessConfig {
+    OpenClipConfig::from_file(&model_dir(model).join("open_clip_config.json"))
+        .unwrap()
+        .preprocess
+}
+
+fn ours(model: &str, name: &str, kind: &str) -> Vec<f32> {
+    let path = image_path(name, kind);
+    let d = decode_file(&path).unwrap_or_else(|e| panic!("{}: {e:#}", path.display()));
+    preprocess(&d, &config(model))
+}
+
+/// PNG through the `image` crate and JPEG through libjpeg-turbo's decoder (as Pillow), then
+/// Pillow's integer resize: every value equal, on every reference image and config.
+#[test]
+fn pixels_are_bit_exact_with_open_clip() {
+    let mut failures = Vec::new();
+    let mut checked = 0;
+    for model in MODELS {
+        for (name, kind, _) in images(model) {
+            let diff = max_abs_diff(&ours(model, &name, &kind), &reference_pixels(model, &name));
+            checked += 1;
+            if diff != 0.0 {
+                failures.push(format!("{model} {name}: max |diff| {diff}"));
+            }
+        }
+    }
+    assert_eq!(checked, 42, "3 configs x 14 images");
+    assert!(
+        failures.is_empty(),
+        "pixels differ from open_clip:\n{}",
+        failures.join("\n")
+    );
+}
+
+#[test]
+fn exif_orientation_is_applied() {
+    let d = decode_file(&image_path("nih_exif_rot90.jpg", "data")).unwrap();
+    // Stored 400 wide and 512 tall, tagged "rotate 90": upright it is 512 x 400.
+    assert_eq!((d.image.width, d.image.height), (512, 400));
+}
+
+#[test]
+fn sixteen_bit_png_is_scaled_by_bit_depth_not_clamped() {
+    let path = image_path("nema_rg1_chest_16bit_half.png", "data");
+    let raw = image::open(&path).unwrap().into_luma16();
+    let d = decode_file(&path).unwrap();
+    assert_eq!(d.scaled_from_bits, Some(16));
+    assert_eq!((d.image.width, d.image.height), (921, 978));
+    for (got, v) in d.image.data.iter().zip(raw.as_raw()) {
+        assert_eq!(*got, (f64::from(*v) * 255.0 / 65535.0).round() as u8);
+    }
+    // Pillow's convert("RGB") would clamp every value above 255 to white.
+    assert!(d.image.data.iter().all(|&v| v < 255));
+}
+
+#[test]
+fn corrupt_inputs_are_errors_not_panics() {
+    let png = std::fs::read(image_path("nih_00027426_000_512.png", "data")).unwrap();
+    for (what, bytes) in [
+        ("truncated", &png[..png.len() / 3]),
+        ("header only", &png[..40]),
+        ("empty", &png[..0]),
+    ] {
+        assert!(whyxray::image::decode_bytes(bytes).is_err(), "{what}");
+    }
+}

@@ -1,0 +1,147 @@
+//! Shared test helpers: fixture paths, open_clip's expected values, running the binary.
+
+use serde_json::Value;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::sync::OnceLock;
+
+pub const MODELS: [&str; 3] = [
+    "tiny-gelu-p14",
+    "tiny-quickgelu-p32-squash",
+    "tiny-gelu-p16-bilinear",
+];
+
+pub fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+pub fn model_dir(name: &str) -> PathBuf {
+    root().join("tests/fixtures/models").join(name)
+}
+
+pub fn expected() -> &'static Value {
+    static E: OnceLock<Value> = OnceLock::new();
+    E.get_or_init(|| {
+        let text =
+            std::fs::read_to_string(root().join("tests/fixtures/expected/expected.json")).unwrap();
+        serde_json::from_str(&text).unwrap()
+    })
+}
+
+pub fn model_expected(name: &str) -> &'static Value {
+    &expected()["models"][name]
+}
+
+/// Where a fixture image lives: `tests/data`, or `../shared/data/xray` for files whose
+/// licence does not allow a copy here.
+pub fn image_path(name: &str, kind: &str) -> PathBuf {
+    if kind == "shared" {
+        root().join("../shared/data/xray").join(name)
+    } else {
+        root().join("tests/data").join(name)
+    }
+}
+
+/// (file name, kind, row index in the expected arrays) for every reference image.
+pub fn images(model: &str) -> Vec<(String, String, usize)> {
+    let e = model_expected(model);
+    let names = e["images"].as_array().unwrap();
+    let kinds = e["image_kinds"].as_array().unwrap();
+    names
+        .iter()
+        .zip(kinds)
+        .enumerate()
+        .map(|(i, (n, k))| {
+            (
+                n.as_str().unwrap().to_string(),
+                k.as_str().unwrap().to_string(),
+                i,
+            )
+        })
+        .collect()
+}
+
+pub fn matrix(v: &Value) -> Vec<Vec<f32>> {
+    v.as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            r.as_array()
+                .unwrap()
+                .iter()
+                .map(|x| x.as_f64().unwrap() as f32)
+                .collect()
+        })
+        .collect()
+}
+
+/// open_clip's preprocessed tensor for an image, [3, S, S] flattened.
+pub fn reference_pixels(model: &str, image: &str) -> Vec<f32> {
+    let file = Path::new(image).file_name().unwrap().to_str().unwrap();
+    let path = root()
+        .join("tests/fixtures/expected/pixels")
+        .join(model)
+        .join(format!("{file}.f32.gz"));
+    let mut bytes = Vec::new();
+    flate2::read::GzDecoder::new(std::fs::File::open(&path).unwrap())
+        .read_to_end(&mut bytes)
+        .unwrap();
+    bytes
+        .chunks_exact(4)
+        .map(|b| f32::from_le_bytes(b.try_into().unwrap()))
+        .collect()
+}
+
+pub fn one_minus_cos(a: &[f32], b: &[f32]) -> f64 {
+    let dot: f64 = a
+        .iter()
+        .zip(b)
+        .map(|(x, y)| f64::from(*x) * f64::from(*y))
+        .sum();
+    let na: f64 = a.iter().map(|x| f64::from(*x).powi(2)).sum::<f64>().sqrt();
+    let nb: f64 = b.iter().map(|x| f64::from(*x).powi(2)).sum::<f64>().sqrt();
+    (1.0 - dot / (na * nb)).abs()
+}
+
+/// ||a - b|| / ||b||: linear in an error, where 1 - cos is quadratic.
+pub fn rel_l2(a: &[f32], b: &[f32]) -> f64 {
+    let d: f64 = a
+        .iter()
+        .zip(b)
+        .map(|(x, y)| (f64::from(*x) - f64::from(*y)).powi(2))
+        .sum();
+    let n: f64 = b.iter().map(|y| f64::from(*y).powi(2)).sum();
+    (d / n).sqrt()
+}
+
+pub fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
+    assert_eq!(a.len(), b.len());
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0.0, f32::max)
+}
+
+/// The real executable, with a hub cache that holds nothing and no network allowed,
+/// unless a test says otherwise.
+pub fn whyxray() -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_whyxray"));
+    cmd.env("HF_HUB_CACHE", root().join("target/empty-hub-cache"))
+        .env("HF_HUB_OFFLINE", "1")
+        .env_remove("HF_HOME")
+        .stdin(Stdio::null());
+    cmd
+}
+
+pub fn run(cmd: &mut Command) -> Output {
+    cmd.output().expect("run whyxray")
+}
+
+pub fn stdout(o: &Output) -> String {
+    String::from_utf8(o.stdout.clone()).unwrap()
+}
+
+pub fn stderr(o: &Output) -> String {
+    String::from_utf8(o.stderr.clone()).unwrap()
+}

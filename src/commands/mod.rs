@@ -42,7 +42,7 @@ pub fn load_model(
     printer: &Printer,
 ) -> Result<(Clip, ModelFiles)> {
     let start = Instant::now();
-    let files = resolve(&config.model)?;
+    let files = resolve(&config.model, printer)?;
     printer.detail(format_args!(
         "model {} (commit {}): {}",
         files.id,

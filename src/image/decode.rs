@@ -12,6 +12,10 @@ use std::path::Path;
 /// File extensions searched for in directories (case-insensitive).
 pub const EXTENSIONS: &[&str] = &["png", "jpg", "jpeg"];
 
+/// Images larger than this (20,000 x 20,000) are refused from their header, before any pixel
+/// buffer is allocated: a corrupt or hostile header must not take the machine's memory.
+pub const MAX_PIXELS: u64 = 400_000_000;
+
 #[derive(Debug, Clone)]
 pub struct Decoded {
     /// 1 (L), 2 (LA), 3 (RGB) or 4 (RGBA) channels.
@@ -40,6 +44,13 @@ pub fn decode_bytes(bytes: &[u8]) -> Result<Decoded> {
         None => bail!("not a PNG or JPEG image"),
     };
     let mut decoder = reader.into_decoder().context("cannot decode image")?;
+    let (w, h) = decoder.dimensions();
+    if u64::from(w) * u64::from(h) > MAX_PIXELS {
+        bail!(
+            "image is {w} x {h} pixels, over the {}-megapixel limit",
+            MAX_PIXELS / 1_000_000
+        );
+    }
     let orientation = decoder.orientation().unwrap_or(Orientation::NoTransforms);
     let mut img = match format {
         ImageFormat::Jpeg => super::jpeg::decode(bytes)?,

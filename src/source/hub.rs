@@ -3,6 +3,7 @@
 //! directly, and hf-hub (ureq + rustls) for downloads when something is missing.
 
 use super::{ModelFiles, ModelRequest, CONFIG_FILE, HUB_WEIGHTS};
+use crate::printer::Printer;
 use anyhow::{bail, Context, Result};
 use std::path::{Path, PathBuf};
 
@@ -103,7 +104,7 @@ fn cached_files(cache: &Path, id: &str, rev: &str) -> std::result::Result<ModelF
     })
 }
 
-pub fn resolve(id: &str, req: &ModelRequest) -> Result<ModelFiles> {
+pub fn resolve(id: &str, req: &ModelRequest, printer: &Printer) -> Result<ModelFiles> {
     if !is_repo_id(id) {
         bail!("{id:?} is not a valid hub repo id (expected `org/name`)");
     }
@@ -122,6 +123,11 @@ pub fn resolve(id: &str, req: &ModelRequest) -> Result<ModelFiles> {
             missing.display()
         );
     }
+    printer.note(format_args!(
+        "downloading model {id} (revision {}) into {}",
+        req.revision,
+        cache.display()
+    ));
     download(&cache, id, req).with_context(|| {
         format!(
             "cannot download model {id} (revision {}) into {}; if it is already on this machine, \

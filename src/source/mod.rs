@@ -3,6 +3,7 @@
 
 mod hub;
 
+use crate::printer::Printer;
 use anyhow::{bail, Result};
 use std::path::{Path, PathBuf};
 
@@ -64,10 +65,10 @@ fn classify(model: &str) -> Result<Source<'_>> {
     bail!("--model {model:?} is neither a directory nor a hub repo id like `yyupenn/whyxrayclip`")
 }
 
-pub fn resolve(req: &ModelRequest) -> Result<ModelFiles> {
+pub fn resolve(req: &ModelRequest, printer: &Printer) -> Result<ModelFiles> {
     match classify(&req.model)? {
         Source::Local(dir) => resolve_local(dir),
-        Source::Hub(id) => hub::resolve(id, req),
+        Source::Hub(id) => hub::resolve(id, req, printer),
     }
 }
 

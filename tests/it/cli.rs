@@ -435,3 +435,67 @@ fn output_file_gets_results_and_stdout_stays_empty() {
         "{text}"
     );
 }
+
+#[test]
+fn a_closed_stdout_pipe_ends_quietly_with_0() {
+    let mut cmd = whyxray();
+    cmd.current_dir(root()).args([
+        "classify",
+        PNG,
+        PNG2,
+        PNG,
+        "-l",
+        "a,b",
+        "--batch-size",
+        "1",
+        "-m",
+    ]);
+    cmd.arg(model_dir("tiny-gelu-p14"))
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    let mut child = cmd.spawn().unwrap();
+    drop(child.stdout.take()); // the reader goes away before the first row is written
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(!stderr(&out).contains("error"), "{}", stderr(&out));
+}
+
+#[test]
+fn huge_declared_dimensions_are_refused_before_decoding() {
+    // A valid PNG header declaring 30000 x 30000 pixels.
+    let mut png = b"\x89PNG\r\n\x1a\n\0\0\0\rIHDR".to_vec();
+    png.extend_from_slice(&30000u32.to_be_bytes());
+    png.extend_from_slice(&30000u32.to_be_bytes());
+    png.extend_from_slice(&[8, 0, 0, 0, 0]);
+    let crc = crc32(&png[12..]);
+    png.extend_from_slice(&crc.to_be_bytes());
+    // A first IDAT (a few bytes of zlib data) so the header parses, then the file just ends.
+    let idat = [b"IDAT".as_slice(), &[0x78, 0x9c, 0x63, 0x00, 0x00]].concat();
+    png.extend_from_slice(&5u32.to_be_bytes());
+    png.extend_from_slice(&idat);
+    png.extend_from_slice(&crc32(&idat).to_be_bytes());
+    let tmp = tempfile::tempdir().unwrap();
+    let path = tmp.path().join("huge.png");
+    std::fs::write(&path, &png).unwrap();
+    let out = classify(
+        &model_dir("tiny-gelu-p14"),
+        &[path.to_str().unwrap(), "-l", "a,b", "--format", "csv"],
+    );
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(stdout(&out).contains("30000 x 30000"), "{}", stdout(&out));
+}
+
+fn crc32(bytes: &[u8]) -> u32 {
+    let mut crc = !0u32;
+    for &b in bytes {
+        crc ^= u32::from(b);
+        for _ in 0..8 {
+            crc = if crc & 1 == 1 {
+                (crc >> 1) ^ 0xEDB8_8320
+            } else {
+                crc >> 1
+            };
+        }
+    }
+    !crc
+}

@@ -5,5 +5,6 @@ mod cli;
 mod hub;
 mod model;
 mod preprocess;
+mod real_model;
 mod support;
 mod tokenizer;

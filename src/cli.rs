@@ -1,6 +1,7 @@
 //! Command line: clap definitions (the contract in shared/CLI.md) parsed once into a validated
 //! `Config`; nothing downstream sees raw strings.
 
+use crate::inputs::{Filter, InputSpec, Shard};
 use crate::source::ModelRequest;
 use anyhow::{bail, Context, Result};
 use clap::{Args, Parser, Subcommand, ValueEnum};
@@ -73,11 +74,41 @@ pub enum EmbedFormat {
     Npy,
 }
 
+/// What to score and how to run through it; shared by `classify` and `embed`.
+#[derive(Debug, Args)]
+pub struct InputArgs {
+    /// Image files, directories (searched recursively, sorted) or `-` for paths on stdin.
+    #[arg(value_name = "INPUT")]
+    pub inputs: Vec<String>,
+    /// Also score the paths listed in FILE, one per line (directories are searched too).
+    #[arg(long, value_name = "FILE")]
+    pub files_from: Vec<PathBuf>,
+    /// Score only files matching GLOB (a glob with `/` matches the path below the directory
+    /// given, one without the file name). Repeatable.
+    #[arg(long, value_name = "GLOB")]
+    pub include: Vec<String>,
+    /// Skip files matching GLOB (same rules as --include). Repeatable.
+    #[arg(long, value_name = "GLOB")]
+    pub exclude: Vec<String>,
+    /// Score only part K of N (0 <= K < N) of the inputs, split by a stable hash of each path
+    /// relative to the directory given, so N machines split a dataset the same way.
+    #[arg(long, value_name = "K/N")]
+    pub shard: Option<Shard>,
+    /// Threads reading and decoding images [default: the number of CPUs].
+    #[arg(short, long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=1024))]
+    pub jobs: Option<u32>,
+    /// Images per forward pass; results are written one batch at a time.
+    #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u32).range(1..=4096))]
+    pub batch_size: u32,
+    /// With -o FILE: keep the rows FILE already holds (failed ones are retried), append the rest.
+    #[arg(long, requires = "output")]
+    pub resume: bool,
+}
+
 #[derive(Debug, Args)]
 pub struct ClassifyArgs {
-    /// Image files, directories (searched recursively, sorted) or `-` for paths on stdin.
-    #[arg(required = true, value_name = "INPUT")]
-    pub inputs: Vec<String>,
+    #[command(flatten)]
+    pub input: InputArgs,
     /// Candidate labels; a value may hold several, comma-separated. Put it after the inputs.
     #[arg(short, long, num_args = 1.., value_name = "LABEL")]
     pub labels: Vec<String>,
@@ -93,28 +124,22 @@ pub struct ClassifyArgs {
     /// Write results to FILE instead of stdout.
     #[arg(short, long, value_name = "FILE")]
     pub output: Option<PathBuf>,
-    /// Images per forward pass.
-    #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u32).range(1..=4096))]
-    pub batch_size: u32,
 }
 
 #[derive(Debug, Args)]
 pub struct EmbedArgs {
-    /// Image files, directories or `-` for paths on stdin.
-    #[arg(value_name = "INPUT")]
-    pub inputs: Vec<String>,
+    #[command(flatten)]
+    pub input: InputArgs,
     /// Texts to embed (each value is one text; commas are kept).
     #[arg(long, num_args = 1.., value_name = "TEXT")]
     pub text: Vec<String>,
-    /// jsonl: one object per item; npy: a float32 [items, dim] array (needs -o or a pipe).
+    /// jsonl: one object per item; npy: a float32 [items, dim] array (needs -o FILE) with a
+    /// `<FILE stem>.paths.tsv` sidecar naming each row.
     #[arg(long, value_enum, default_value = "jsonl")]
     pub format: EmbedFormat,
     /// Write results to FILE instead of stdout.
     #[arg(short, long, value_name = "FILE")]
     pub output: Option<PathBuf>,
-    /// Images per forward pass.
-    #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u32).range(1..=4096))]
-    pub batch_size: u32,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -146,23 +171,30 @@ pub enum Task {
     Embed(EmbedConfig),
 }
 
+/// The images of a run and how to go through them.
+#[derive(Debug, Clone)]
+pub struct RunConfig {
+    pub inputs: InputSpec,
+    pub batch_size: usize,
+    pub jobs: usize,
+    pub resume: bool,
+}
+
 #[derive(Debug, Clone)]
 pub struct ClassifyConfig {
-    pub inputs: Vec<String>,
+    pub run: RunConfig,
     pub labels: Vec<String>,
     pub logit_scale: LogitScale,
     pub format: ClassifyFormat,
     pub output: Option<PathBuf>,
-    pub batch_size: usize,
 }
 
 #[derive(Debug, Clone)]
 pub struct EmbedConfig {
-    pub inputs: Vec<String>,
+    pub run: RunConfig,
     pub texts: Vec<String>,
     pub format: EmbedFormat,
     pub output: Option<PathBuf>,
-    pub batch_size: usize,
 }
 
 impl Cli {
@@ -190,7 +222,25 @@ impl Cli {
     }
 }
 
+fn run_config(a: InputArgs) -> Result<RunConfig> {
+    let cpus = std::thread::available_parallelism().map_or(1, usize::from);
+    Ok(RunConfig {
+        inputs: InputSpec {
+            args: a.inputs,
+            files_from: a.files_from,
+            filter: Filter::new(&a.include, &a.exclude)?,
+            shard: a.shard,
+        },
+        batch_size: a.batch_size as usize,
+        jobs: a.jobs.map_or(cpus, |j| j as usize),
+        resume: a.resume,
+    })
+}
+
 fn classify_config(a: ClassifyArgs) -> Result<ClassifyConfig> {
+    if a.input.inputs.is_empty() && a.input.files_from.is_empty() {
+        bail!("classify needs inputs: INPUT... or --files-from FILE");
+    }
     let mut labels: Vec<String> = a
         .labels
         .iter()
@@ -232,29 +282,33 @@ fn classify_config(a: ClassifyArgs) -> Result<ClassifyConfig> {
             ClassifyFormat::Csv
         }
     });
+    if a.input.resume && format == ClassifyFormat::Table {
+        bail!("--resume needs a csv, tsv or jsonl output (--format)");
+    }
     Ok(ClassifyConfig {
-        inputs: a.inputs,
+        run: run_config(a.input)?,
         labels,
         logit_scale,
         format,
         output: a.output,
-        batch_size: a.batch_size as usize,
     })
 }
 
 fn embed_config(a: EmbedArgs) -> Result<EmbedConfig> {
-    if a.inputs.is_empty() && a.text.is_empty() {
-        bail!("embed needs images (INPUT...) and/or texts (--text ...)");
+    if a.input.inputs.is_empty() && a.input.files_from.is_empty() && a.text.is_empty() {
+        bail!("embed needs images (INPUT... or --files-from) and/or texts (--text ...)");
     }
-    if a.format == EmbedFormat::Npy && a.output.is_none() && std::io::stdout().is_terminal() {
-        bail!("--format npy writes binary data: give -o FILE or redirect stdout");
+    if a.format == EmbedFormat::Npy && a.output.is_none() {
+        bail!("--format npy needs -o FILE (the array and its .paths.tsv sidecar)");
+    }
+    if a.format == EmbedFormat::Npy && a.input.resume {
+        bail!("--resume works with jsonl output; rerun an npy export from scratch");
     }
     Ok(EmbedConfig {
-        inputs: a.inputs,
+        run: run_config(a.input)?,
         texts: a.text,
         format: a.format,
         output: a.output,
-        batch_size: a.batch_size as usize,
     })
 }
 
@@ -291,7 +345,7 @@ mod tests {
         .unwrap();
         let Task::Classify(c) = c.task else { panic!() };
         assert_eq!(c.labels, ["enlarged heart", "pleural effusion", "x"]);
-        assert_eq!(c.inputs, ["a.png"]);
+        assert_eq!(c.run.inputs.args, ["a.png"]);
     }
 
     #[test]
@@ -310,6 +364,10 @@ mod tests {
         .is_err());
         assert!(parse(&["whyxray", "--device", "gpu", "classify", "a.png", "-l", "a,b"]).is_err());
         assert!(parse(&["whyxray", "embed"]).is_err());
+        assert!(parse(&["whyxray", "classify", "-l", "a,b"]).is_err());
+        assert!(parse(&["whyxray", "classify", "a.png", "-l", "a,b", "--resume"]).is_err());
+        assert!(parse(&["whyxray", "classify", "a.png", "-l", "a,b", "--shard", "4/4"]).is_err());
+        assert!(parse(&["whyxray", "embed", "a.png", "--format", "npy"]).is_err());
     }
 
     #[test]

@@ -1,5 +1,5 @@
 //! whyxray: WhyXrayCLIP (open_clip ViT) natively in Rust. The pipeline, one module a stage:
-//! `source` (which files) -> `image` (decode, preprocess) -> `model` (vision and text towers)
+//! `inputs` (which images) -> `pipeline` -> `image` (decode, preprocess) -> `model` (vision and text towers)
 //! <- `text` (labels -> tokens); then `score` -> `output`. `commands` wires them per subcommand.
 //!
 //! A research tool: not a medical device, not for diagnosis.
@@ -10,14 +10,17 @@ pub mod image;
 pub mod inputs;
 pub mod model;
 pub mod output;
+pub mod pipeline;
 pub mod printer;
 pub mod score;
 pub mod source;
 pub mod text;
 
-/// Exit status of a run that finished: how many inputs failed decides 0 or 1.
+/// How a run ended: failures decide exit 0 or 1; an interrupted run exits 130.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct Outcome {
     pub scored: usize,
     pub failed: usize,
+    /// Stopped by Ctrl-C after writing the rows done so far (exit 130).
+    pub interrupted: bool,
 }

@@ -1,5 +1,6 @@
 //! Entry point: parse the command line, run, map the outcome to the documented exit codes
-//! (0 all scored, 1 some inputs failed, 2 fatal or usage; a closed stdout pipe exits 0).
+//! (0 all scored, 1 some inputs failed, 2 fatal or usage, 130 stopped by Ctrl-C; a closed
+//! stdout pipe exits 0).
 
 use clap::Parser;
 use std::process::ExitCode;
@@ -8,6 +9,7 @@ use whyxray::cli::Cli;
 fn main() -> ExitCode {
     let result = Cli::parse().into_config().and_then(whyxray::commands::run);
     match result {
+        Ok(outcome) if outcome.interrupted => ExitCode::from(130),
         Ok(outcome) if outcome.failed > 0 => ExitCode::from(1),
         Ok(_) => ExitCode::SUCCESS,
         Err(err) if is_broken_pipe(&err) => ExitCode::SUCCESS,

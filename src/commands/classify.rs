@@ -1,9 +1,10 @@
-//! `whyxray classify`: labels -> text embeddings once; images in batches -> probabilities rows.
+//! `whyxray classify`: labels -> text embeddings once; images streamed in batches ->
+//! probability rows, written as each batch finishes.
 
-use super::{embed_images, embed_texts};
-use crate::cli::{ClassifyConfig, LogitScale};
-use crate::inputs;
+use super::{embed_texts, for_each_batch};
+use crate::cli::{ClassifyConfig, ClassifyFormat, LogitScale};
 use crate::model::Clip;
+use crate::output::resume::{self, Layout, Resumed};
 use crate::output::{ClassifyRow, ClassifyWriter, Sink};
 use crate::printer::Printer;
 use crate::score::probabilities;
@@ -23,34 +24,40 @@ pub fn run(
     };
     printer.detail(format_args!("{}: logit scale {scale}", files.id));
     let labels = embed_texts(model, &c.labels)?;
-    let inputs = inputs::expand(&c.inputs)?;
-    let width = inputs.iter().map(|f| f.chars().count()).max().unwrap_or(0);
-    let mut writer = ClassifyWriter::new(
-        c.format,
-        c.labels.clone(),
-        Sink::open(c.output.as_deref())?,
-        width,
-    );
-    let mut outcome = Outcome::default();
-    for batch in inputs.chunks(c.batch_size) {
-        let rows: Vec<ClassifyRow> = embed_images(model, batch)?
+    let resumed = match (&c.output, c.run.resume) {
+        (Some(path), true) => resume::prepare(path, layout(c))?,
+        _ => Resumed::default(),
+    };
+    if !resumed.done.is_empty() {
+        printer.note(format_args!(
+            "resuming: {} inputs already scored",
+            resumed.done.len()
+        ));
+    }
+    let sink = Sink::open(c.output.as_deref(), c.run.resume)?;
+    let mut writer = ClassifyWriter::new(c.format, c.labels.clone(), sink, resumed.has_header);
+    for_each_batch(model, &c.run, resumed.done, printer, |batch| {
+        let rows: Vec<ClassifyRow> = batch
             .into_iter()
-            .zip(batch)
-            .map(|(e, file)| ClassifyRow {
-                file: file.clone(),
-                result: e.map(|img| probabilities(&img, &labels, scale)),
+            .map(|(input, emb)| ClassifyRow {
+                file: input.path,
+                result: emb.map(|img| probabilities(&img, &labels, scale)),
             })
             .collect();
-        for row in &rows {
-            match &row.result {
-                Ok(_) => outcome.scored += 1,
-                Err(e) => {
-                    outcome.failed += 1;
-                    printer.failure(&row.file, e);
-                }
-            }
-        }
-        writer.write(&rows)?;
+        writer.write(&rows)
+    })
+}
+
+fn layout(c: &ClassifyConfig) -> Layout<'_> {
+    match c.format {
+        ClassifyFormat::Csv | ClassifyFormat::Table => Layout::Delimited {
+            delimiter: b',',
+            labels: &c.labels,
+        },
+        ClassifyFormat::Tsv => Layout::Delimited {
+            delimiter: b'\t',
+            labels: &c.labels,
+        },
+        ClassifyFormat::Jsonl => Layout::ClassifyJsonl { labels: &c.labels },
     }
-    Ok(outcome)
 }

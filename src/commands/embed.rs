@@ -1,46 +1,53 @@
-//! `whyxray embed`: images (in batches) then texts -> L2-normalised embeddings.
+//! `whyxray embed`: images streamed in batches, then texts -> L2-normalised embeddings.
 
-use super::{embed_images, embed_texts};
-use crate::cli::EmbedConfig;
-use crate::inputs;
+use super::{embed_texts, for_each_batch};
+use crate::cli::{EmbedConfig, EmbedFormat};
 use crate::model::Clip;
+use crate::output::npy::NpyWriter;
+use crate::output::resume::{self, Layout};
 use crate::output::{EmbedItem, EmbedWriter, Sink};
 use crate::printer::Printer;
 use crate::Outcome;
-use anyhow::Result;
+use anyhow::{Context, Result};
+use std::collections::HashSet;
 
 pub fn run(c: &EmbedConfig, model: &Clip, printer: &Printer) -> Result<Outcome> {
-    let images = if c.inputs.is_empty() {
-        Vec::new()
-    } else {
-        inputs::expand(&c.inputs)?
+    let dim = model.config.model.embed_dim;
+    let mut done = HashSet::new();
+    let mut writer = match (c.format, &c.output) {
+        (EmbedFormat::Npy, Some(path)) => EmbedWriter::Npy {
+            writer: NpyWriter::create(path, dim)?,
+            dim,
+        },
+        (EmbedFormat::Npy, None) => anyhow::bail!("--format npy needs -o FILE"),
+        (EmbedFormat::Jsonl, out) => {
+            if let (Some(path), true) = (out, c.run.resume) {
+                done = resume::prepare(path, Layout::EmbedJsonl)?.done;
+                printer.note(format_args!(
+                    "resuming: {} images already embedded",
+                    done.len()
+                ));
+            }
+            EmbedWriter::Jsonl(Sink::open(out.as_deref(), c.run.resume)?)
+        }
     };
-    let rows = images.len() + c.texts.len();
-    let sink = Sink::open(c.output.as_deref())?;
-    let mut writer = EmbedWriter::new(c.format, sink, rows, model.config.model.embed_dim)?;
+    let has_images = !c.run.inputs.args.is_empty() || !c.run.inputs.files_from.is_empty();
     let mut outcome = Outcome::default();
-    for batch in images.chunks(c.batch_size) {
-        let items: Vec<EmbedItem> = embed_images(model, batch)?
-            .into_iter()
-            .zip(batch)
-            .map(|(embedding, file)| {
-                match &embedding {
-                    Ok(_) => outcome.scored += 1,
-                    Err(e) => {
-                        outcome.failed += 1;
-                        printer.failure(file, e);
-                    }
-                }
-                EmbedItem::Image {
-                    file: file.clone(),
+    if has_images {
+        outcome = for_each_batch(model, &c.run, done, printer, |batch| {
+            let items: Vec<EmbedItem> = batch
+                .into_iter()
+                .map(|(input, embedding)| EmbedItem::Image {
+                    file: input.path,
                     embedding,
-                }
-            })
-            .collect();
-        writer.write(&items)?;
+                })
+                .collect();
+            writer.write(&items)
+        })?;
     }
-    if !c.texts.is_empty() {
-        let items: Vec<EmbedItem> = embed_texts(model, &c.texts)?
+    if !c.texts.is_empty() && !outcome.interrupted {
+        let items: Vec<EmbedItem> = embed_texts(model, &c.texts)
+            .context("text tower")?
             .into_iter()
             .zip(&c.texts)
             .map(|(embedding, text)| EmbedItem::Text {

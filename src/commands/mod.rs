@@ -1,23 +1,35 @@
-//! Commands: each subcommand wires inputs -> image pipeline -> model -> score -> output.
-//! Shared here: loading the model and turning a batch of files into normalised embeddings.
+//! Commands: each subcommand wires inputs -> pipeline (decode, preprocess) -> model -> score ->
+//! output. Shared here: loading the model, the batch loop with its progress bar and Ctrl-C
+//! handling, and turning texts into embeddings.
 
 mod classify;
 mod embed;
 
-use crate::cli::{Config, DeviceChoice, Task};
-use crate::image::{decode_file, preprocess};
+use crate::cli::{Config, DeviceChoice, RunConfig, Task};
+use crate::inputs::{discover, Found, Input};
 use crate::model::{config::OpenClipConfig, Clip};
+use crate::pipeline::{self, Settings};
 use crate::printer::Printer;
 use crate::score::normalised_rows;
 use crate::source::{resolve, ModelFiles};
 use crate::Outcome;
 use anyhow::{bail, Context, Result};
 use candle_core::{Device, Tensor};
-use rayon::prelude::*;
+use std::collections::HashSet;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::Instant;
+
+static INTERRUPTED: AtomicBool = AtomicBool::new(false);
 
 pub fn run(config: Config) -> Result<Outcome> {
     let printer = Printer::new(config.quiet, config.verbose);
+    // Ctrl-C: finish the batch in hand, write it, stop. A second Ctrl-C stops at once.
+    let _ = ctrlc::set_handler(|| {
+        if INTERRUPTED.swap(true, Ordering::SeqCst) {
+            std::process::exit(130);
+        }
+    });
     let device = select_device(&config.device)?;
     let (model, files) = load_model(&config, &device, &printer)?;
     match &config.task {
@@ -58,25 +70,85 @@ pub fn load_model(
     Ok((model, files))
 }
 
-/// Decodes and preprocesses `files` in parallel, runs the image tower once on those that
-/// decoded, and returns one normalised embedding or error message per file, in order.
-pub fn embed_images(model: &Clip, files: &[String]) -> Result<Vec<Result<Vec<f32>, String>>> {
-    let pp = &model.config.preprocess;
-    let pixels: Vec<Result<Vec<f32>, String>> = files
-        .par_iter()
-        .map(|f| {
-            decode_file(std::path::Path::new(f))
-                .map(|d| preprocess(&d, pp))
-                .map_err(|e| format!("{e:#}"))
-        })
-        .collect();
+/// One batch's inputs with a normalised image embedding, or the error, for each.
+pub type Embedded = Vec<(Input, Result<Vec<f32>, String>)>;
+
+/// Streams the run's images through the pipeline and the image tower, handing each batch to
+/// `write` in input order; failures are named on stderr. Stops early on Ctrl-C, after writing.
+pub fn for_each_batch(
+    model: &Clip,
+    run: &RunConfig,
+    skip: HashSet<String>,
+    printer: &Printer,
+    mut write: impl FnMut(Embedded) -> Result<()>,
+) -> Result<Outcome> {
+    let skip = Arc::new(skip);
+    let mut progress = printer.progress("images");
+    count_in_background(run, skip.clone(), progress.total_handle());
+    let settings = Settings {
+        batch_size: run.batch_size,
+        jobs: run.jobs,
+        preprocess: model.config.preprocess.clone(),
+        skip,
+    };
+    let batches = pipeline::start(discover(&run.inputs, true), settings, printer.clone())?;
+    let mut outcome = Outcome::default();
+    for batch in batches {
+        let batch = batch?;
+        let embedded = embed_batch(model, batch.pixels)?;
+        let rows: Embedded = batch.inputs.into_iter().zip(embedded).collect();
+        for (input, r) in &rows {
+            if let Err(e) = r {
+                printer.failure(&input.path, e);
+            }
+        }
+        let (n, failed) = (rows.len(), rows.iter().filter(|(_, r)| r.is_err()).count());
+        write(rows)?;
+        outcome.scored += n - failed;
+        outcome.failed += failed;
+        progress.add((n - failed) as u64, failed as u64);
+        if INTERRUPTED.load(Ordering::SeqCst) {
+            outcome.interrupted = true;
+            printer.warn("interrupted: stopped after writing the rows done so far");
+            break;
+        }
+    }
+    progress.finish();
+    Ok(outcome)
+}
+
+/// The total for the progress bar: the same discovery run again without reading stdin (which
+/// cannot be read twice), counting only. Unknown (a spinner) when `-` is an input.
+fn count_in_background(
+    run: &RunConfig,
+    skip: Arc<HashSet<String>>,
+    set_total: impl Fn(u64) + Send + 'static,
+) {
+    if run.inputs.args.iter().any(|a| a == "-") {
+        return;
+    }
+    let spec = run.inputs.clone();
+    let _ = std::thread::Builder::new()
+        .name("whyxray-count".into())
+        .spawn(move || {
+            let total = discover(&spec, false)
+                .filter(|f| matches!(f, Ok(Found::Input(i)) if !skip.contains(&i.path)))
+                .count();
+            set_total(total as u64);
+        });
+}
+
+/// Runs the image tower once on the decoded images of a batch; errors pass through in place.
+fn embed_batch(
+    model: &Clip,
+    pixels: Vec<Result<Vec<f32>, String>>,
+) -> Result<Vec<Result<Vec<f32>, String>>> {
     let ok: Vec<&[f32]> = pixels.iter().filter_map(|p| p.as_deref().ok()).collect();
     let mut embeddings = if ok.is_empty() {
         Vec::new()
     } else {
-        let s = pp.size;
-        let flat: Vec<f32> = ok.concat();
-        let batch = Tensor::from_vec(flat, (ok.len(), 3, s, s), model.device())?;
+        let s = model.config.preprocess.size;
+        let batch = Tensor::from_vec(ok.concat(), (ok.len(), 3, s, s), model.device())?;
         normalised_rows(&model.encode_images(&batch).context("image tower")?)?
     }
     .into_iter();

@@ -20,14 +20,14 @@ pub struct ClassifyWriter {
 }
 
 impl ClassifyWriter {
-    /// `file_width`: the longest file name, to align the table.
-    pub fn new(format: ClassifyFormat, labels: Vec<String>, sink: Sink, file_width: usize) -> Self {
+    /// `started`: the output already holds the header (a resumed file).
+    pub fn new(format: ClassifyFormat, labels: Vec<String>, sink: Sink, started: bool) -> Self {
         Self {
             format,
             labels,
             sink,
-            file_width: file_width.max(4),
-            started: false,
+            file_width: 0,
+            started,
         }
     }
 
@@ -93,8 +93,17 @@ impl ClassifyWriter {
         Ok(())
     }
 
-    fn table(&self, rows: &[ClassifyRow], buf: &mut Vec<u8>) {
+    fn table(&mut self, rows: &[ClassifyRow], buf: &mut Vec<u8>) {
         use std::fmt::Write;
+        if self.file_width == 0 {
+            // Streaming: the first batch sets the width; longer names later push their row.
+            self.file_width = rows
+                .iter()
+                .map(|r| r.file.chars().count())
+                .max()
+                .unwrap_or(0)
+                .max(4);
+        }
         let fw = self.file_width;
         let mut s = String::new();
         if !self.started {

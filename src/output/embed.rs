@@ -1,8 +1,8 @@
 //! Embed items -> jsonl (`{"file"|"text": ..., "embedding": [...]}`) or a float32 `.npy` matrix
-//! (failed images as rows of NaN).
+//! with a `.paths.tsv` sidecar (failed images as rows of NaN, their error in the sidecar).
 
-use super::{npy, Sink};
-use crate::cli::EmbedFormat;
+use super::npy::NpyWriter;
+use super::Sink;
 use anyhow::Result;
 use serde::Serialize;
 
@@ -29,58 +29,71 @@ struct JsonItem<'a> {
     error: Option<&'a str>,
 }
 
-pub struct EmbedWriter {
-    format: EmbedFormat,
-    sink: Sink,
-    dim: usize,
+pub enum EmbedWriter {
+    Jsonl(Sink),
+    Npy { writer: NpyWriter, dim: usize },
 }
 
 impl EmbedWriter {
-    /// `rows`: the total number of items, needed up front by the npy header.
-    pub fn new(format: EmbedFormat, mut sink: Sink, rows: usize, dim: usize) -> Result<Self> {
-        if format == EmbedFormat::Npy {
-            sink.write_chunk(&npy::header(rows, dim))?;
-        }
-        Ok(Self { format, sink, dim })
-    }
-
     pub fn write(&mut self, items: &[EmbedItem]) -> Result<()> {
-        let mut buf = Vec::new();
-        for item in items {
-            match self.format {
-                EmbedFormat::Jsonl => {
-                    let line = match item {
-                        EmbedItem::Image { file, embedding } => JsonItem {
-                            file: Some(file),
-                            text: None,
-                            embedding: embedding.as_deref().ok(),
-                            error: embedding.as_ref().err().map(String::as_str),
-                        },
-                        EmbedItem::Text { text, embedding } => JsonItem {
-                            file: None,
-                            text: Some(text),
-                            embedding: Some(embedding),
-                            error: None,
-                        },
-                    };
-                    serde_json::to_writer(&mut buf, &line)?;
+        match self {
+            EmbedWriter::Jsonl(sink) => {
+                let mut buf = Vec::new();
+                for item in items {
+                    serde_json::to_writer(&mut buf, &json_item(item))?;
                     buf.push(b'\n');
                 }
-                EmbedFormat::Npy => {
-                    let nan = vec![f32::NAN; self.dim];
-                    let row = match item {
+                sink.write_chunk(&buf)
+            }
+            EmbedWriter::Npy { writer, dim } => {
+                let mut data = Vec::with_capacity(items.len() * *dim);
+                let mut side = String::new();
+                for item in items {
+                    let (kind, name, row, err) = match item {
                         EmbedItem::Image {
-                            embedding: Ok(e), ..
-                        }
-                        | EmbedItem::Text { embedding: e, .. } => e,
+                            file,
+                            embedding: Ok(e),
+                        } => ("image", file, Some(e), ""),
                         EmbedItem::Image {
-                            embedding: Err(_), ..
-                        } => &nan,
+                            file,
+                            embedding: Err(e),
+                        } => ("image", file, None, e.as_str()),
+                        EmbedItem::Text { text, embedding } => ("text", text, Some(embedding), ""),
                     };
-                    buf.extend(row.iter().flat_map(|v| v.to_le_bytes()));
+                    match row {
+                        Some(r) => data.extend_from_slice(r),
+                        None => data.extend(std::iter::repeat_n(f32::NAN, *dim)),
+                    }
+                    side.push_str(&format!(
+                        "{kind}\t{}\t{}\n",
+                        tsv_field(name),
+                        tsv_field(err)
+                    ));
                 }
+                writer.append(&data, &side)
             }
         }
-        self.sink.write_chunk(&buf)
     }
+}
+
+fn json_item(item: &EmbedItem) -> JsonItem<'_> {
+    match item {
+        EmbedItem::Image { file, embedding } => JsonItem {
+            file: Some(file),
+            text: None,
+            embedding: embedding.as_deref().ok(),
+            error: embedding.as_ref().err().map(String::as_str),
+        },
+        EmbedItem::Text { text, embedding } => JsonItem {
+            file: None,
+            text: Some(text),
+            embedding: Some(embedding),
+            error: None,
+        },
+    }
+}
+
+/// Tabs and line breaks inside a name or message would break the sidecar's rows.
+fn tsv_field(s: &str) -> String {
+    s.replace(['\t', '\n', '\r'], " ")
 }

@@ -1,9 +1,11 @@
 //! Output: scored rows -> the formats of shared/CLI.md, written to stdout or `-o FILE` one batch
-//! of whole lines at a time (one write, then flush), so a reader never sees half a row.
+//! of whole lines at a time (one write, then flush), so a reader never sees half a row; and
+//! `--resume`, which reads back what an earlier run wrote.
 
 mod classify;
 mod embed;
 pub mod npy;
+pub mod resume;
 
 pub use classify::{ClassifyRow, ClassifyWriter};
 pub use embed::{EmbedItem, EmbedWriter};
@@ -18,12 +20,19 @@ pub struct Sink {
 }
 
 impl Sink {
-    pub fn open(path: Option<&Path>) -> Result<Self> {
+    /// stdout, or FILE created afresh (`append: false`) or appended to (`--resume`).
+    pub fn open(path: Option<&Path>, append: bool) -> Result<Self> {
         let out: Box<dyn Write> = match path {
-            Some(p) => Box::new(
-                std::fs::File::create(p)
-                    .with_context(|| format!("cannot create output {}", p.display()))?,
-            ),
+            Some(p) => {
+                let file = std::fs::OpenOptions::new()
+                    .create(true)
+                    .write(true)
+                    .append(append)
+                    .truncate(!append)
+                    .open(p)
+                    .with_context(|| format!("cannot create output {}", p.display()))?;
+                Box::new(file)
+            }
             None => Box::new(std::io::stdout()),
         };
         Ok(Self {

@@ -1,6 +1,7 @@
 //! One integration-test binary: parity with open_clip (tokens, pixels, embeddings,
 //! probabilities) through the library, and the command-line contract through the real executable.
 
+mod batch;
 mod cli;
 mod hub;
 mod model;

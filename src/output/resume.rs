@@ -1,0 +1,233 @@
+//! `--resume`: reads what an earlier run left in `-o FILE`, keeps its successful rows (dropping
+//! failed ones, to be retried, and a torn last line, if a kill cut one), rewrites the file with
+//! just those (temp file + rename), and says which inputs need no scoring again.
+
+use anyhow::{bail, Context, Result};
+use serde_json::Value;
+use std::collections::HashSet;
+use std::io::Write;
+use std::path::Path;
+
+/// The shape the existing file must have to be continued.
+pub enum Layout<'a> {
+    /// csv/tsv of `classify`: header `file,<labels>,error`.
+    Delimited { delimiter: u8, labels: &'a [String] },
+    /// jsonl of `classify`: `scores` keyed by exactly these labels.
+    ClassifyJsonl { labels: &'a [String] },
+    /// jsonl of `embed`: image lines are kept, text lines dropped (they are written again last).
+    EmbedJsonl,
+}
+
+#[derive(Debug, Default)]
+pub struct Resumed {
+    /// Inputs (as written in the `file` column) already scored.
+    pub done: HashSet<String>,
+    /// The kept file starts with a header row.
+    pub has_header: bool,
+}
+
+pub fn prepare(path: &Path, layout: Layout) -> Result<Resumed> {
+    let bytes = match std::fs::read(path) {
+        Ok(b) => b,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Resumed::default()),
+        Err(e) => {
+            return Err(e).with_context(|| format!("cannot read {} to resume", path.display()))
+        }
+    };
+    // Rows are written whole, one batch per write; should a kill still cut the last one, it
+    // ends without a newline and is scored again.
+    let complete = bytes
+        .iter()
+        .rposition(|&b| b == b'\n')
+        .map_or(&bytes[..0], |i| &bytes[..=i]);
+    let (kept, resumed) = match layout {
+        Layout::Delimited { delimiter, labels } => delimited(complete, delimiter, labels),
+        Layout::ClassifyJsonl { labels } => jsonl(complete, Some(labels)),
+        Layout::EmbedJsonl => jsonl(complete, None),
+    }
+    .with_context(|| {
+        format!(
+            "cannot resume {}: it is not an output of this command",
+            path.display()
+        )
+    })?;
+    if kept.len() != bytes.len() {
+        replace(path, &kept)?;
+    }
+    Ok(resumed)
+}
+
+fn delimited(bytes: &[u8], delimiter: u8, labels: &[String]) -> Result<(Vec<u8>, Resumed)> {
+    let mut resumed = Resumed::default();
+    if bytes.is_empty() {
+        return Ok((Vec::new(), resumed));
+    }
+    let mut reader = csv::ReaderBuilder::new()
+        .delimiter(delimiter)
+        .from_reader(bytes);
+    let expected: Vec<&str> = std::iter::once("file")
+        .chain(labels.iter().map(String::as_str))
+        .chain(["error"])
+        .collect();
+    let header: Vec<String> = reader.headers()?.iter().map(String::from).collect();
+    if header != expected {
+        bail!("its header is {header:?}, this run writes {expected:?}");
+    }
+    let mut out = csv::WriterBuilder::new()
+        .delimiter(delimiter)
+        .from_writer(Vec::new());
+    out.write_record(&header)?;
+    resumed.has_header = true;
+    for (i, record) in reader.records().enumerate() {
+        let record = record.with_context(|| format!("row {}", i + 2))?;
+        if record.len() != expected.len() {
+            bail!(
+                "row {} has {} fields, not {}",
+                i + 2,
+                record.len(),
+                expected.len()
+            );
+        }
+        let scored = record.get(expected.len() - 1).is_some_and(str::is_empty);
+        if scored && resumed.done.insert(record[0].to_string()) {
+            out.write_record(&record)?;
+        }
+    }
+    Ok((out.into_inner().map_err(|e| e.into_error())?, resumed))
+}
+
+fn jsonl(bytes: &[u8], labels: Option<&[String]>) -> Result<(Vec<u8>, Resumed)> {
+    let mut resumed = Resumed::default();
+    let mut kept = Vec::with_capacity(bytes.len());
+    for (i, line) in bytes.split_inclusive(|&b| b == b'\n').enumerate() {
+        if line.iter().all(u8::is_ascii_whitespace) {
+            continue;
+        }
+        let v: Value =
+            serde_json::from_slice(line).with_context(|| format!("line {} is not JSON", i + 1))?;
+        let Some(file) = v.get("file").and_then(Value::as_str) else {
+            continue; // an `embed` text line: written again at the end of this run
+        };
+        let scored = match labels {
+            Some(labels) => {
+                v.get("error").is_some_and(Value::is_null) && scores_match(&v, labels, i)?
+            }
+            None => v.get("embedding").is_some_and(Value::is_array),
+        };
+        if scored && resumed.done.insert(file.to_string()) {
+            kept.extend_from_slice(line);
+        }
+    }
+    Ok((kept, resumed))
+}
+
+fn scores_match(v: &Value, labels: &[String], line: usize) -> Result<bool> {
+    let Some(scores) = v.get("scores").and_then(Value::as_object) else {
+        bail!("line {} has no scores", line + 1);
+    };
+    if !scores.keys().eq(labels.iter()) {
+        bail!(
+            "line {} scores labels {:?}, this run {:?}",
+            line + 1,
+            scores.keys().collect::<Vec<_>>(),
+            labels
+        );
+    }
+    Ok(true)
+}
+
+/// Writes `bytes` beside `path` and renames it over, so a crash leaves the old or the new file.
+fn replace(path: &Path, bytes: &[u8]) -> Result<()> {
+    let name = path
+        .file_name()
+        .map_or_else(|| "output".into(), |n| n.to_string_lossy().into_owned());
+    let tmp = path.with_file_name(format!(".{name}.whyxray-resume"));
+    let write = || -> std::io::Result<()> {
+        let mut f = std::fs::File::create(&tmp)?;
+        f.write_all(bytes)?;
+        f.sync_all()?;
+        std::fs::rename(&tmp, path)
+    };
+    write().with_context(|| format!("cannot rewrite {} to resume", path.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn labels() -> Vec<String> {
+        vec!["a".into(), "b".into()]
+    }
+
+    #[test]
+    fn csv_keeps_scored_rows_and_drops_failed_and_torn_ones() {
+        let tmp = tempfile::tempdir().unwrap();
+        let p = tmp.path().join("out.csv");
+        std::fs::write(
+            &p,
+            "file,a,b,error\nx.png,0.5,0.5,\nbad.png,,,cannot decode\ny.png,0.2,0.8,\nz.png,0.1",
+        )
+        .unwrap();
+        let r = prepare(
+            &p,
+            Layout::Delimited {
+                delimiter: b',',
+                labels: &labels(),
+            },
+        )
+        .unwrap();
+        assert!(r.has_header);
+        assert_eq!(
+            r.done,
+            HashSet::from(["x.png".to_string(), "y.png".to_string()])
+        );
+        assert_eq!(
+            std::fs::read_to_string(&p).unwrap(),
+            "file,a,b,error\nx.png,0.5,0.5,\ny.png,0.2,0.8,\n"
+        );
+    }
+
+    #[test]
+    fn refuses_a_file_with_other_labels() {
+        let tmp = tempfile::tempdir().unwrap();
+        let p = tmp.path().join("out.csv");
+        std::fs::write(&p, "file,a,c,error\n").unwrap();
+        assert!(prepare(
+            &p,
+            Layout::Delimited {
+                delimiter: b',',
+                labels: &labels()
+            }
+        )
+        .is_err());
+        let j = tmp.path().join("out.jsonl");
+        std::fs::write(
+            &j,
+            "{\"file\":\"x\",\"scores\":{\"b\":0.5,\"a\":0.5},\"top\":\"a\",\"error\":null}\n",
+        )
+        .unwrap();
+        assert!(prepare(&j, Layout::ClassifyJsonl { labels: &labels() }).is_err());
+    }
+
+    #[test]
+    fn jsonl_keeps_scored_lines() {
+        let tmp = tempfile::tempdir().unwrap();
+        let p = tmp.path().join("out.jsonl");
+        let ok = "{\"file\":\"x\",\"scores\":{\"a\":0.5,\"b\":0.5},\"top\":\"a\",\"error\":null}\n";
+        let bad = "{\"file\":\"y\",\"scores\":null,\"top\":null,\"error\":\"boom\"}\n";
+        std::fs::write(&p, format!("{ok}{bad}{{\"file\":\"z\",\"sc")).unwrap();
+        let r = prepare(&p, Layout::ClassifyJsonl { labels: &labels() }).unwrap();
+        assert_eq!(r.done, HashSet::from(["x".to_string()]));
+        assert_eq!(std::fs::read_to_string(&p).unwrap(), ok);
+    }
+
+    #[test]
+    fn a_missing_file_starts_fresh() {
+        let r = prepare(
+            Path::new("/nonexistent/whyxray/out.csv"),
+            Layout::EmbedJsonl,
+        )
+        .unwrap();
+        assert!(r.done.is_empty() && !r.has_header);
+    }
+}

@@ -1,0 +1,88 @@
+//! Pipeline: the input stream cut into batches, each read, decoded and preprocessed on a
+//! bounded worker pool (`--jobs`) while the model runs the batch before it. One batch waits in
+//! a queue of one, so memory is set by the batch size, never by the dataset; batches come out
+//! in input order.
+
+use crate::image::{decode_file, preprocess};
+use crate::inputs::{Found, Input};
+use crate::model::config::PreprocessConfig;
+use crate::printer::Printer;
+use anyhow::Result;
+use rayon::prelude::*;
+use std::collections::HashSet;
+use std::sync::mpsc::{sync_channel, Receiver};
+use std::sync::Arc;
+
+/// A batch ready for the model: its inputs and, for each, the [3, S, S] pixels or the error.
+pub struct Batch {
+    pub inputs: Vec<Input>,
+    pub pixels: Vec<Result<Vec<f32>, String>>,
+}
+
+pub struct Settings {
+    pub batch_size: usize,
+    pub jobs: usize,
+    pub preprocess: PreprocessConfig,
+    /// Inputs already scored by an earlier run (`--resume`): not scored again.
+    pub skip: Arc<HashSet<String>>,
+}
+
+/// Starts the producer thread; the receiver yields batches until the stream ends. Dropping the
+/// receiver stops the producer at its next batch.
+pub fn start<I>(stream: I, settings: Settings, printer: Printer) -> Result<Receiver<Result<Batch>>>
+where
+    I: Iterator<Item = Result<Found>> + Send + 'static,
+{
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(settings.jobs)
+        .thread_name(|i| format!("whyxray-decode-{i}"))
+        .build()?;
+    let (tx, rx) = sync_channel(1);
+    std::thread::Builder::new()
+        .name("whyxray-inputs".into())
+        .spawn(move || {
+            let mut stream = stream;
+            loop {
+                let inputs = match next_inputs(&mut stream, &settings, &printer) {
+                    Ok(inputs) if inputs.is_empty() => return,
+                    Ok(inputs) => inputs,
+                    Err(e) => {
+                        let _ = tx.send(Err(e));
+                        return;
+                    }
+                };
+                let pp = &settings.preprocess;
+                let pixels = pool.install(|| inputs.par_iter().map(|i| prepare(i, pp)).collect());
+                if tx.send(Ok(Batch { inputs, pixels })).is_err() {
+                    return;
+                }
+            }
+        })?;
+    Ok(rx)
+}
+
+/// Up to `batch_size` inputs not already scored; empty when the stream has ended.
+fn next_inputs<I>(stream: &mut I, s: &Settings, printer: &Printer) -> Result<Vec<Input>>
+where
+    I: Iterator<Item = Result<Found>>,
+{
+    let mut inputs = Vec::with_capacity(s.batch_size);
+    while inputs.len() < s.batch_size {
+        match stream.next().transpose()? {
+            None => break,
+            Some(Found::Skipped(note)) => printer.warn(note),
+            Some(Found::Input(i)) if s.skip.contains(&i.path) => {}
+            Some(Found::Input(i)) => inputs.push(i),
+        }
+    }
+    Ok(inputs)
+}
+
+fn prepare(input: &Input, pp: &PreprocessConfig) -> Result<Vec<f32>, String> {
+    if let Some(e) = &input.error {
+        return Err(e.clone());
+    }
+    decode_file(std::path::Path::new(&input.path))
+        .map(|d| preprocess(&d, pp))
+        .map_err(|e| format!("{e:#}"))
+}

@@ -1,0 +1,297 @@
+//! Batch scoring at scale through the real executable: path lists and filters, resume after
+//! SIGKILL, shards whose union is the full run, npy streaming with its sidecar, whole lines only.
+
+use crate::support::*;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+
+const SMALL: &str = "tests/data/nih_small_100x80.png";
+
+/// `n` images (symlinks to a few real files, one unreadable) in a two-level tree.
+fn dataset(dir: &Path, n: usize) -> Vec<PathBuf> {
+    let sources = [
+        "tests/data/nih_00027426_000_512.png",
+        "tests/data/nih_gray_q90.jpg",
+        SMALL,
+    ];
+    (0..n)
+        .map(|i| {
+            let sub = dir.join(format!("p{:02}", i % 7));
+            std::fs::create_dir_all(&sub).unwrap();
+            let ext = if i % 3 == 1 { "jpg" } else { "png" };
+            let path = sub.join(format!("img{i:05}.{ext}"));
+            if i == 5 {
+                std::fs::write(&path, b"broken").unwrap();
+            } else {
+                std::os::unix::fs::symlink(root().join(sources[i % 3]), &path).unwrap();
+            }
+            path
+        })
+        .collect()
+}
+
+fn classify_cmd(args: &[&str]) -> std::process::Command {
+    let mut cmd = whyxray();
+    cmd.current_dir(root()).arg("classify").args(args);
+    cmd.args(["-l", "enlarged heart,pleural effusion", "-m"])
+        .arg(model_dir("tiny-gelu-p14"));
+    cmd
+}
+
+fn csv_rows(text: &str) -> Vec<String> {
+    text.lines().skip(1).map(String::from).collect()
+}
+
+#[test]
+fn files_from_and_filters() {
+    let tmp = tempfile::tempdir().unwrap();
+    let files = dataset(tmp.path(), 30);
+    let list = tmp.path().join("list.txt");
+    std::fs::write(
+        &list,
+        format!("{}\n\n{}\n", files[3].display(), files[0].display()),
+    )
+    .unwrap();
+    let d = tmp.path().to_str().unwrap();
+    let out = run(&mut classify_cmd(&[
+        "--files-from",
+        list.to_str().unwrap(),
+        "--format",
+        "csv",
+    ]));
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let rows = csv_rows(&stdout(&out));
+    assert!(
+        rows[0].starts_with(&files[3].display().to_string())
+            && rows[1].starts_with(&files[0].display().to_string())
+    );
+
+    let out = run(&mut classify_cmd(&[
+        d,
+        "--include",
+        "*.jpg",
+        "--exclude",
+        "p01/**",
+        "--format",
+        "csv",
+    ]));
+    let rows = csv_rows(&stdout(&out));
+    let want: Vec<String> = files
+        .iter()
+        .map(|p| p.display().to_string())
+        .filter(|p| p.ends_with(".jpg") && !p.contains("/p01/"))
+        .collect();
+    let mut want_sorted = want.clone();
+    want_sorted.sort();
+    let got: Vec<String> = rows
+        .iter()
+        .map(|r| r.split(',').next().unwrap().to_string())
+        .collect();
+    assert_eq!(got, want_sorted, "sorted walk, filtered");
+}
+
+#[test]
+fn shards_union_is_the_full_run() {
+    let tmp = tempfile::tempdir().unwrap();
+    dataset(tmp.path(), 60);
+    let d = tmp.path().to_str().unwrap();
+    let full = stdout(&run(&mut classify_cmd(&[
+        d,
+        "--format",
+        "csv",
+        "--batch-size",
+        "7",
+    ])));
+    let mut union = Vec::new();
+    for k in 0..4 {
+        let shard = format!("{k}/4");
+        let part = stdout(&run(&mut classify_cmd(&[
+            d, "--format", "csv", "--shard", &shard, "-j", "1",
+        ])));
+        let rows = csv_rows(&part);
+        assert!(
+            !rows.is_empty() && rows.len() < 60,
+            "shard {k}: {} rows",
+            rows.len()
+        );
+        union.extend(rows);
+    }
+    let mut all = csv_rows(&full);
+    assert_eq!(all.len(), 60);
+    all.sort();
+    union.sort();
+    assert_eq!(union, all, "row for row");
+}
+
+#[test]
+fn output_is_in_input_order_whatever_the_thread_count() {
+    let tmp = tempfile::tempdir().unwrap();
+    dataset(tmp.path(), 40);
+    let d = tmp.path().to_str().unwrap();
+    let one = stdout(&run(&mut classify_cmd(&[
+        d,
+        "--format",
+        "csv",
+        "-j",
+        "1",
+        "--batch-size",
+        "1",
+    ])));
+    let many = stdout(&run(&mut classify_cmd(&[
+        d,
+        "--format",
+        "csv",
+        "-j",
+        "8",
+        "--batch-size",
+        "16",
+    ])));
+    let files = |t: &str| {
+        t.lines()
+            .map(|l| l.split(',').next().unwrap().to_string())
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(files(&one), files(&many));
+}
+
+/// Kills a run with SIGKILL part-way (checking, while it runs, that the file only ever holds
+/// whole lines), resumes it, and finds every input exactly once with its right result.
+#[test]
+fn resume_after_sigkill_gives_every_input_exactly_once() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let n = 400;
+    dataset(&data, n);
+    let d = data.to_str().unwrap();
+    let out = tmp.path().join("scores.csv");
+    let o = out.to_str().unwrap();
+    let mut child = classify_cmd(&[d, "-o", o, "--batch-size", "4", "-j", "1"])
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut seen_partial = false;
+    loop {
+        let text = std::fs::read_to_string(&out).unwrap_or_default();
+        assert!(
+            text.is_empty() || text.ends_with('\n'),
+            "a reader saw half a line"
+        );
+        let lines = text.lines().count();
+        if lines > 40 {
+            seen_partial = lines < n + 1;
+            break;
+        }
+        if child.try_wait().unwrap().is_some() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+    assert!(
+        seen_partial,
+        "the run finished before it could be killed; make the dataset larger"
+    );
+
+    let resumed = run(&mut classify_cmd(&[
+        d,
+        "-o",
+        o,
+        "--resume",
+        "--batch-size",
+        "16",
+    ]));
+    assert_eq!(
+        resumed.status.code(),
+        Some(1),
+        "the broken file fails: {}",
+        stderr(&resumed)
+    );
+    assert!(
+        stderr(&resumed).contains("resuming"),
+        "{}",
+        stderr(&resumed)
+    );
+    let text = std::fs::read_to_string(&out).unwrap();
+    let mut files: Vec<&str> = text
+        .lines()
+        .skip(1)
+        .map(|l| l.split(',').next().unwrap())
+        .collect();
+    assert_eq!(
+        text.lines().next().unwrap(),
+        "file,enlarged heart,pleural effusion,error"
+    );
+    files.sort();
+    let before = files.len();
+    files.dedup();
+    assert_eq!(files.len(), before, "an input appears twice");
+    assert_eq!(files.len(), n, "every input once");
+
+    let fresh = stdout(&run(&mut classify_cmd(&[d, "--format", "csv"])));
+    let mut a = csv_rows(&fresh);
+    let mut b = csv_rows(&text);
+    a.sort();
+    b.sort();
+    assert_eq!(a, b, "resumed file = uninterrupted run, after sorting");
+
+    // Resuming a finished file retries only the failed row and changes nothing else.
+    let again = run(&mut classify_cmd(&[d, "-o", o, "--resume"]));
+    assert_eq!(again.status.code(), Some(1));
+    let mut c = csv_rows(&std::fs::read_to_string(&out).unwrap());
+    c.sort();
+    assert_eq!(c, a);
+}
+
+#[test]
+fn embed_npy_streams_rows_with_a_sidecar() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let files = dataset(&data, 12);
+    let npy = tmp.path().join("feats.npy");
+    let mut cmd = whyxray();
+    cmd.current_dir(root()).args([
+        "embed",
+        data.to_str().unwrap(),
+        "--format",
+        "npy",
+        "--batch-size",
+        "5",
+        "-o",
+    ]);
+    cmd.arg(&npy)
+        .args(["--text", "pleural effusion", "-m"])
+        .arg(model_dir("tiny-gelu-p14"));
+    let out = run(&mut cmd);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let bytes = std::fs::read(&npy).unwrap();
+    let header_len = u16::from_le_bytes([bytes[8], bytes[9]]) as usize;
+    let header = std::str::from_utf8(&bytes[10..10 + header_len]).unwrap();
+    assert!(header.contains("'shape': (13, 32)"), "{header}");
+    let data_f32: Vec<f32> = bytes[10 + header_len..]
+        .chunks_exact(4)
+        .map(|b| f32::from_le_bytes(b.try_into().unwrap()))
+        .collect();
+    assert_eq!(data_f32.len(), 13 * 32);
+
+    let side = std::fs::read_to_string(tmp.path().join("feats.paths.tsv")).unwrap();
+    let lines: Vec<&str> = side.lines().collect();
+    assert_eq!(lines[0], "kind\titem\terror");
+    assert_eq!(lines.len(), 14);
+    let mut sorted: Vec<String> = files.iter().map(|p| p.display().to_string()).collect();
+    sorted.sort();
+    for (i, line) in lines[1..13].iter().enumerate() {
+        let f: Vec<&str> = line.split('\t').collect();
+        assert_eq!((f[0], f[1]), ("image", sorted[i].as_str()));
+        let row = &data_f32[i * 32..(i + 1) * 32];
+        if f[1].ends_with("img00005.png") {
+            assert!(!f[2].is_empty() && row.iter().all(|v| v.is_nan()), "{line}");
+        } else {
+            assert!(
+                f[2].is_empty() && row.iter().all(|v| v.is_finite()),
+                "{line}"
+            );
+        }
+    }
+    assert_eq!(lines[13], "text\tpleural effusion\t");
+}

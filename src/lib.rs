@@ -24,3 +24,14 @@ pub struct Outcome {
     /// Stopped by Ctrl-C after writing the rows done so far (exit 130).
     pub interrupted: bool,
 }
+
+/// Process-wide defaults, set before any thread starts: candle's CPU worker pool spins 25,000
+/// times before parking between ops, which on a small model steals a tenth of the cores from
+/// the decode threads; 1,000 costs the big model nothing. `CANDLE_BARRIER_POOL_SPIN_LIMIT`
+/// set by the user wins.
+pub fn runtime_defaults() {
+    const VAR: &str = "CANDLE_BARRIER_POOL_SPIN_LIMIT";
+    if std::env::var_os(VAR).is_none() {
+        std::env::set_var(VAR, "1000");
+    }
+}

@@ -3,10 +3,15 @@
 //! stdout pipe exits 0).
 
 use clap::Parser;
+use mimalloc::MiMalloc;
 use std::process::ExitCode;
 use whyxray::cli::Cli;
 
+#[global_allocator]
+static GLOBAL: MiMalloc = MiMalloc;
+
 fn main() -> ExitCode {
+    whyxray::runtime_defaults();
     let result = Cli::parse().into_config().and_then(whyxray::commands::run);
     match result {
         Ok(outcome) if outcome.interrupted => ExitCode::from(130),

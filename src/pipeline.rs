@@ -3,7 +3,7 @@
 //! a queue of one, so memory is set by the batch size, never by the dataset; batches come out
 //! in input order.
 
-use crate::image::{decode_file, preprocess};
+use crate::image::{decode_file, preprocess_into};
 use crate::inputs::{Found, Input};
 use crate::model::config::PreprocessConfig;
 use crate::printer::Printer;
@@ -13,10 +13,12 @@ use std::collections::HashSet;
 use std::sync::mpsc::{sync_channel, Receiver};
 use std::sync::Arc;
 
-/// A batch ready for the model: its inputs and, for each, the [3, S, S] pixels or the error.
+/// A batch ready for the model: its inputs, their pixels as one [n, 3, S, S] buffer (decoded
+/// in place, no copies; a failed input's slot stays zero), and each input's error, if any.
 pub struct Batch {
     pub inputs: Vec<Input>,
-    pub pixels: Vec<Result<Vec<f32>, String>>,
+    pub pixels: Vec<f32>,
+    pub status: Vec<Result<(), String>>,
 }
 
 pub struct Settings {
@@ -33,10 +35,19 @@ pub fn start<I>(stream: I, settings: Settings, printer: Printer) -> Result<Recei
 where
     I: Iterator<Item = Result<Found>> + Send + 'static,
 {
-    let pool = rayon::ThreadPoolBuilder::new()
-        .num_threads(settings.jobs)
-        .thread_name(|i| format!("whyxray-decode-{i}"))
-        .build()?;
+    // With as many decode threads as cores, decoding shares rayon's global pool with the
+    // model's ops: one set of threads, no oversubscription (idle rayon workers spin briefly,
+    // and two pools spinning on the same cores cost a small model a fifth of its speed).
+    let cores = std::thread::available_parallelism().map_or(1, usize::from);
+    let pool = if settings.jobs >= cores {
+        None
+    } else {
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(settings.jobs)
+            .thread_name(|i| format!("whyxray-decode-{i}"))
+            .build()?;
+        Some(pool)
+    };
     let (tx, rx) = sync_channel(1);
     std::thread::Builder::new()
         .name("whyxray-inputs".into())
@@ -52,8 +63,27 @@ where
                     }
                 };
                 let pp = &settings.preprocess;
-                let pixels = pool.install(|| inputs.par_iter().map(|i| prepare(i, pp)).collect());
-                if tx.send(Ok(Batch { inputs, pixels })).is_err() {
+                let mut pixels = vec![0f32; inputs.len() * 3 * pp.size * pp.size];
+                let mut decode = || {
+                    let slots = pixels.par_chunks_mut(3 * pp.size * pp.size);
+                    inputs
+                        .par_iter()
+                        .zip(slots)
+                        .map(|(i, slot)| prepare(i, pp, slot))
+                        .collect()
+                };
+                let status = match &pool {
+                    Some(pool) => pool.install(decode),
+                    None => decode(),
+                };
+                if tx
+                    .send(Ok(Batch {
+                        inputs,
+                        pixels,
+                        status,
+                    }))
+                    .is_err()
+                {
                     return;
                 }
             }
@@ -78,11 +108,11 @@ where
     Ok(inputs)
 }
 
-fn prepare(input: &Input, pp: &PreprocessConfig) -> Result<Vec<f32>, String> {
+fn prepare(input: &Input, pp: &PreprocessConfig, slot: &mut [f32]) -> Result<(), String> {
     if let Some(e) = &input.error {
         return Err(e.clone());
     }
     decode_file(std::path::Path::new(&input.path))
-        .map(|d| preprocess(&d, pp))
+        .map(|d| preprocess_into(&d, pp, slot))
         .map_err(|e| format!("{e:#}"))
 }

@@ -95,7 +95,7 @@ pub fn for_each_batch(
     let mut outcome = Outcome::default();
     for batch in batches {
         let batch = batch?;
-        let embedded = embed_batch(model, batch.pixels)?;
+        let embedded = embed_batch(model, batch.pixels, batch.status)?;
         let rows: Embedded = batch.inputs.into_iter().zip(embedded).collect();
         for (input, r) in &rows {
             if let Err(e) = r {
@@ -138,23 +138,24 @@ fn count_in_background(
         });
 }
 
-/// Runs the image tower once on the decoded images of a batch; errors pass through in place.
+/// Runs the image tower once on a batch; a failed input's (zero) slot is computed with the
+/// rest and its row discarded, which costs less than copying the good ones together.
 fn embed_batch(
     model: &Clip,
-    pixels: Vec<Result<Vec<f32>, String>>,
+    pixels: Vec<f32>,
+    status: Vec<Result<(), String>>,
 ) -> Result<Vec<Result<Vec<f32>, String>>> {
-    let ok: Vec<&[f32]> = pixels.iter().filter_map(|p| p.as_deref().ok()).collect();
-    let mut embeddings = if ok.is_empty() {
-        Vec::new()
-    } else {
-        let s = model.config.preprocess.size;
-        let batch = Tensor::from_vec(ok.concat(), (ok.len(), 3, s, s), model.device())?;
+    let s = model.config.preprocess.size;
+    let rows = if status.iter().any(Result::is_ok) {
+        let batch = Tensor::from_vec(pixels, (status.len(), 3, s, s), model.device())?;
         normalised_rows(&model.encode_images(&batch).context("image tower")?)?
-    }
-    .into_iter();
-    Ok(pixels
+    } else {
+        vec![Vec::new(); status.len()]
+    };
+    Ok(status
         .into_iter()
-        .map(|p| p.map(|_| embeddings.next().expect("one embedding per decoded image")))
+        .zip(rows)
+        .map(|(st, row)| st.map(|()| row))
         .collect())
 }
 

@@ -7,5 +7,5 @@ pub mod preprocess;
 pub mod resample;
 
 pub use decode::{decode_bytes, decode_file, Decoded};
-pub use preprocess::preprocess;
+pub use preprocess::{preprocess, preprocess_into};
 pub use resample::Image8;

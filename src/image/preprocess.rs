@@ -127,9 +127,9 @@ fn drop_alpha(img: &Image8) -> Image8 {
 /// ToTensor + Normalize in float32, in torchvision's order: `(v / 255 - mean) / std`.
 /// A grey image is replicated to three channels here, after resizing (the same result as
 /// converting first, with a third of the resize work).
-pub fn normalise(img: &Image8, cfg: &PreprocessConfig) -> Vec<f32> {
+pub fn normalise(img: &Image8, cfg: &PreprocessConfig, out: &mut [f32]) {
     let plane = img.width * img.height;
-    let mut out = vec![0f32; 3 * plane];
+    assert_eq!(out.len(), 3 * plane, "output buffer size");
     for ch in 0..3 {
         let src = if img.channels == 1 { 0 } else { ch };
         let (mean, std) = (cfg.mean[ch], cfg.std[ch]);
@@ -137,19 +137,23 @@ pub fn normalise(img: &Image8, cfg: &PreprocessConfig) -> Vec<f32> {
         let lut: Vec<f32> = (0..=255u8)
             .map(|v| (f32::from(v) / 255.0 - mean) / std)
             .collect();
-        for (o, px) in out[ch * plane..][..plane]
-            .iter_mut()
-            .zip(img.data.chunks_exact(img.channels))
-        {
+        let pixels = img.data.chunks_exact(img.channels);
+        for (o, px) in out[ch * plane..][..plane].iter_mut().zip(pixels) {
             *o = lut[usize::from(px[src])];
         }
     }
-    out
+}
+
+/// The whole transform into `out` ([3, size, size], CHW), e.g. one image's slot of a batch.
+pub fn preprocess_into(d: &Decoded, cfg: &PreprocessConfig, out: &mut [f32]) {
+    normalise(&resize_and_crop(d, cfg), cfg, out);
 }
 
 /// The whole transform: [3, size, size] in CHW order.
 pub fn preprocess(d: &Decoded, cfg: &PreprocessConfig) -> Vec<f32> {
-    normalise(&resize_and_crop(d, cfg), cfg)
+    let mut out = vec![0f32; 3 * cfg.size * cfg.size];
+    preprocess_into(d, cfg, &mut out);
+    out
 }
 
 #[cfg(test)]

@@ -127,3 +127,140 @@ mod tests {
         }
     }
 }
+
+/// Stride-p patches of a [B, C, H, W] image batch as rows [B, gh*gw, C*p*p], each row ordered
+/// (channel, ky, kx) like a conv weight, patches row-major over the grid: the convolution of
+/// `conv1` becomes one matmul. Done with contiguous copies of p values, not a 6-D permute.
+pub fn patchify(x: &Tensor, p: usize) -> Result<Tensor> {
+    let (b, c, h, w) = x.dims4()?;
+    let (gh, gw) = (h / p, w / p);
+    if x.device().is_cpu() {
+        return x.contiguous()?.apply_op1_no_bwd(&Patchify(p));
+    }
+    x.narrow(2, 0, gh * p)?
+        .narrow(3, 0, gw * p)?
+        .reshape((b, c, gh, p, gw, p))?
+        .permute((0, 2, 4, 1, 3, 5))?
+        .contiguous()?
+        .reshape((b, gh * gw, c * p * p))
+}
+
+struct Patchify(usize);
+
+impl candle_core::CustomOp1 for Patchify {
+    fn name(&self) -> &'static str {
+        "patchify"
+    }
+
+    fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
+        let src = f32_slice(s, l, "pixels")?;
+        let p = self.0;
+        let (b, c, h, w) = l.shape().dims4()?;
+        let (gh, gw, row) = (h / p, w / p, c * p * p);
+        let mut out = vec![0f32; b * gh * gw * row];
+        out.par_chunks_mut(gh * gw * row)
+            .enumerate()
+            .for_each(|(bi, img_out)| {
+                let img = &src[bi * c * h * w..][..c * h * w];
+                for (patch, dst) in img_out.chunks_exact_mut(row).enumerate() {
+                    let (py, px) = (patch / gw, patch % gw);
+                    for ch in 0..c {
+                        for ky in 0..p {
+                            let s = ch * h * w + (py * p + ky) * w + px * p;
+                            dst[(ch * p + ky) * p..][..p].copy_from_slice(&img[s..s + p]);
+                        }
+                    }
+                }
+            });
+        Ok((CpuStorage::F32(out), Shape::from((b, gh * gw, row))))
+    }
+}
+
+/// Exact GELU, `0.5 x (1 + erf(x / sqrt 2))` (`nn.GELU()`), with erf as a rational minimax
+/// approximation (Eigen's `generic_fast_erf_float`, max abs error 3.7e-7) in a loop the
+/// compiler vectorises; candle calls libm's scalar erf, which dominated small models.
+pub fn gelu_erf(x: &Tensor) -> Result<Tensor> {
+    if !x.device().is_cpu() {
+        return x.gelu_erf();
+    }
+    x.contiguous()?.apply_op1_no_bwd(&GeluErf)
+}
+
+struct GeluErf;
+
+impl candle_core::CustomOp1 for GeluErf {
+    fn name(&self) -> &'static str {
+        "gelu-erf-fast"
+    }
+
+    fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
+        let x = f32_slice(s, l, "input")?;
+        let mut out = vec![0f32; x.len()];
+        out.par_chunks_mut(1 << 14)
+            .zip(x.par_chunks(1 << 14))
+            .for_each(|(o, x)| {
+                for (o, &v) in o.iter_mut().zip(x) {
+                    *o = 0.5 * v * (1.0 + erf(v * std::f32::consts::FRAC_1_SQRT_2));
+                }
+            });
+        Ok((CpuStorage::F32(out), l.shape().clone()))
+    }
+}
+
+#[inline(always)]
+#[allow(clippy::excessive_precision)]
+pub fn erf(x: f32) -> f32 {
+    let x = x.clamp(-4.0, 4.0);
+    let x2 = x * x;
+    let mut p = x2 * -2.726_142_258_013_06e-10 + 2.770_681_424_959_02e-08;
+    p = x2 * p + -2.101_024_020_825_08e-06;
+    p = x2 * p + -5.692_506_394_623_46e-05;
+    p = x2 * p + -7.349_906_303_268_55e-04;
+    p = x2 * p + -2.954_599_808_540_25e-03;
+    p = x2 * p + -1.609_603_332_624_15e-02;
+    let mut q = x2 * -1.456_607_184_649_96e-05 + -2.133_740_552_789_05e-04;
+    q = x2 * q + -1.682_826_974_382_03e-03;
+    q = x2 * q + -7.373_329_167_204_68e-03;
+    q = x2 * q + -1.426_473_905_141_89e-02;
+    x * p / q
+}
+
+#[cfg(test)]
+mod erf_tests {
+    #[test]
+    fn fast_erf_is_within_a_few_ulp_of_libm() {
+        let (mut worst, mut at, mut worst_libm) = (0f64, 0f32, 0f64);
+        for i in -80_000..=80_000 {
+            let x = i as f32 * 1e-4;
+            let want = libm_erf(f64::from(x));
+            let e = (f64::from(super::erf(x)) - want).abs();
+            if e > worst {
+                (worst, at) = (e, x);
+            }
+            let l = candle_core::cpu::erf::erf_f32(x);
+            worst_libm = worst_libm.max((f64::from(l) - want).abs());
+        }
+        eprintln!("fast erf max error {worst:e} at {at}; float32 of libm erf {worst_libm:e}");
+        assert!(worst < 4e-7, "max |erf error| {worst:e} at {at}");
+    }
+
+    /// erf in double via its Taylor series (|x| <= 2) or continued-fraction erfc (larger |x|).
+    fn libm_erf(x: f64) -> f64 {
+        if x.abs() > 2.0 {
+            // erfc(x) = exp(-x^2)/sqrt(pi) * 1/(x + 1/2/(x + 1/(x + 3/2/(x + ...))))
+            let a = x.abs();
+            let mut f = a;
+            for k in (1..60).rev() {
+                f = a + (k as f64 / 2.0) / f;
+            }
+            let erfc = (-a * a).exp() / std::f64::consts::PI.sqrt() / f;
+            return x.signum() * (1.0 - erfc);
+        }
+        let (mut term, mut sum) = (x, x);
+        for n in 1..200 {
+            term *= -x * x / n as f64;
+            sum += term / (2 * n + 1) as f64;
+        }
+        sum * 2.0 / std::f64::consts::PI.sqrt()
+    }
+}

@@ -2,7 +2,7 @@
 //! (`ResidualAttentionBlock` with `nn.MultiheadAttention`, pre-LN, batch-first).
 
 use super::config::Activation;
-use super::ops::LayerNorm;
+use super::ops::{gelu_erf, LayerNorm};
 use candle_core::{Module, Result, Tensor};
 use candle_nn::{linear, Linear, VarBuilder};
 
@@ -82,7 +82,7 @@ impl ResidualAttentionBlock {
         let x = (x + self.attn.forward(&self.ln_1.forward(x)?, mask)?)?;
         let h = self.c_fc.forward(&self.ln_2.forward(&x)?)?;
         let h = match self.act {
-            Activation::Gelu => h.gelu_erf()?,
+            Activation::Gelu => gelu_erf(&h)?,
             Activation::QuickGelu => (&h * candle_nn::ops::sigmoid(&(&h * 1.702)?)?)?,
         };
         x + self.c_proj.forward(&h)?

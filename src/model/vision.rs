@@ -2,7 +2,7 @@
 //! patch embedding -> class token + positions -> ln_pre -> blocks -> ln_post(token 0) @ proj.
 
 use super::config::{Activation, VisionConfig};
-use super::ops::LayerNorm;
+use super::ops::{patchify, LayerNorm};
 use super::transformer::{ln, Transformer};
 use candle_core::{Module, Result, Tensor};
 use candle_nn::VarBuilder;
@@ -18,7 +18,6 @@ pub struct VisionTransformer {
     ln_post: LayerNorm,
     proj: Tensor,
     patch: usize,
-    grid: usize,
 }
 
 impl VisionTransformer {
@@ -46,24 +45,15 @@ impl VisionTransformer {
             ln_post: ln(w, vb.pp("ln_post"))?,
             proj: vb.get((w, embed_dim), "proj")?,
             patch: p,
-            grid: g,
         })
     }
 
     /// `pixels`: [B, 3, S, S] normalised; returns unnormalised features [B, embed_dim].
     pub fn forward(&self, pixels: &Tensor) -> Result<Tensor> {
-        let (b, _, _, _) = pixels.dims4()?;
-        let (p, g) = (self.patch, self.grid);
+        let b = pixels.dim(0)?;
         let width = self.patch_weight.dim(0)?;
-        // A stride-p convolution only sees the first g*p rows and columns (floor), token = row*g + col;
-        // each patch flattens as (channel, ky, kx), the order of the conv weight.
-        let patches = pixels
-            .narrow(2, 0, g * p)?
-            .narrow(3, 0, g * p)?
-            .reshape((b, 3, g, p, g, p))?
-            .permute((0, 2, 4, 1, 3, 5))?
-            .contiguous()?
-            .reshape((b, g * g, 3 * p * p))?;
+        // A stride-p convolution only sees the first g*p rows and columns (floor).
+        let patches = patchify(pixels, self.patch)?;
         let x = patches.broadcast_matmul(&self.patch_weight.t()?)?;
         let cls = self
             .class_embedding

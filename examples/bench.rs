@@ -1,0 +1,134 @@
+//! Benchmark helpers for `bench/pipeline.sh` (not a test): the pieces of a run timed alone.
+//!
+//!   bench decode FILE_LIST JOBS          decode + preprocess only, images/s on JOBS threads
+//!   bench tower MODEL_DIR IMAGES BATCH   the image tower alone on random pixels, images/s
+//!   bench make-vit-l14 DIR [SEED]        a random full-size ViT-L/14 open_clip checkpoint
+
+use anyhow::{bail, Context, Result};
+use candle_core::{DType, Device, Tensor};
+use rayon::prelude::*;
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+use whyxray::image::{decode_file, preprocess};
+use whyxray::model::config::OpenClipConfig;
+use whyxray::model::weights::expected_shapes;
+use whyxray::model::Clip;
+
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+fn main() -> Result<()> {
+    whyxray::runtime_defaults();
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    match args.iter().map(String::as_str).collect::<Vec<_>>().as_slice() {
+        ["decode", list, jobs] => decode(Path::new(list), jobs.parse()?),
+        ["tower", dir, n, batch] => tower(Path::new(dir), n.parse()?, batch.parse()?),
+        ["make-vit-l14", dir] => make_vit_l14(Path::new(dir), 0),
+        ["make-vit-l14", dir, seed] => make_vit_l14(Path::new(dir), seed.parse()?),
+        _ => bail!("usage: bench decode FILE_LIST JOBS | tower MODEL_DIR IMAGES BATCH | make-vit-l14 DIR [SEED]"),
+    }
+}
+
+fn decode(list: &Path, jobs: usize) -> Result<()> {
+    let files: Vec<PathBuf> = std::fs::read_to_string(list)?
+        .lines()
+        .map(PathBuf::from)
+        .collect();
+    let cfg = OpenClipConfig::from_json(VIT_L_14_CONFIG)?.preprocess;
+    let pool = rayon::ThreadPoolBuilder::new().num_threads(jobs).build()?;
+    let start = Instant::now();
+    let ok = pool.install(|| {
+        files
+            .par_iter()
+            .filter(|f| decode_file(f).map(|d| preprocess(&d, &cfg)).is_ok())
+            .count()
+    });
+    let secs = start.elapsed().as_secs_f64();
+    println!(
+        "decode+preprocess: {ok}/{} images in {secs:.2} s = {:.1} images/s",
+        files.len(),
+        files.len() as f64 / secs
+    );
+    Ok(())
+}
+
+fn tower(dir: &Path, n: usize, batch: usize) -> Result<()> {
+    let cfg = OpenClipConfig::from_file(&dir.join("open_clip_config.json"))?;
+    let weights = ["open_clip_model.safetensors", "open_clip_pytorch_model.bin"]
+        .iter()
+        .map(|f| dir.join(f))
+        .find(|p| p.exists())
+        .context("no weights")?;
+    let s = cfg.preprocess.size;
+    let model = Clip::load(cfg, &weights, &Device::Cpu)?;
+    let pixels = Tensor::randn(0f32, 1.0, (batch, 3, s, s), &Device::Cpu)?;
+    model.encode_images(&pixels.narrow(0, 0, 1)?)?; // warm-up
+    let start = Instant::now();
+    let mut done = 0;
+    while done < n {
+        let b = batch.min(n - done);
+        model.encode_images(&pixels.narrow(0, 0, b)?)?;
+        done += b;
+    }
+    let secs = start.elapsed().as_secs_f64();
+    println!(
+        "image tower: {n} images (batch {batch}) in {secs:.2} s = {:.3} images/s",
+        n as f64 / secs
+    );
+    Ok(())
+}
+
+const VIT_L_14_CONFIG: &str = r#"{"model_cfg": {"embed_dim": 768,
+  "vision_cfg": {"image_size": 224, "layers": 24, "width": 1024, "patch_size": 14},
+  "text_cfg": {"context_length": 77, "vocab_size": 49408, "width": 768, "heads": 12, "layers": 12}},
+ "preprocess_cfg": {"mean": [0.48145466, 0.4578275, 0.40821073], "std": [0.26862954, 0.26130258, 0.27577711]}}"#;
+
+/// Normal(0, 0.02) weights, LayerNorms at 1/0, logit_scale ln(100): random but well-scaled.
+fn make_vit_l14(dir: &Path, seed: u64) -> Result<()> {
+    std::fs::create_dir_all(dir)?;
+    std::fs::write(dir.join("open_clip_config.json"), VIT_L_14_CONFIG)?;
+    let cfg = OpenClipConfig::from_json(VIT_L_14_CONFIG)?;
+    let dev = Device::Cpu;
+    let mut rng = SplitMix(seed);
+    let mut tensors = HashMap::new();
+    for (name, shape) in expected_shapes(&cfg.model) {
+        let t = if name == "logit_scale" {
+            Tensor::new(100f32.ln(), &dev)?
+        } else if name.contains("ln_") && name.ends_with("weight") {
+            Tensor::ones(shape, DType::F32, &dev)?
+        } else if name.contains("ln_") || name.ends_with("bias") {
+            Tensor::zeros(shape, DType::F32, &dev)?
+        } else {
+            let n: usize = shape.iter().product();
+            Tensor::from_vec(
+                (0..n).map(|_| 0.02 * rng.normal()).collect::<Vec<f32>>(),
+                shape,
+                &dev,
+            )?
+        };
+        tensors.insert(name, t);
+    }
+    candle_core::safetensors::save(&tensors, dir.join("open_clip_model.safetensors"))?;
+    println!("wrote {}", dir.display());
+    Ok(())
+}
+
+/// A seeded generator, so the same seed gives the same checkpoint everywhere.
+struct SplitMix(u64);
+
+impl SplitMix {
+    fn next_f64(&mut self) -> f64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        ((z ^ (z >> 31)) >> 11) as f64 / (1u64 << 53) as f64
+    }
+
+    /// Box-Muller: one standard normal sample.
+    fn normal(&mut self) -> f32 {
+        let (u1, u2) = (self.next_f64().max(f64::MIN_POSITIVE), self.next_f64());
+        ((-2.0 * u1.ln()).sqrt() * (std::f64::consts::TAU * u2).cos()) as f32
+    }
+}

@@ -295,3 +295,55 @@ fn embed_npy_streams_rows_with_a_sidecar() {
     }
     assert_eq!(lines[13], "text\tpleural effusion\t");
 }
+
+#[test]
+fn ctrl_c_stops_after_writing_whole_rows_with_exit_130() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    dataset(&data, 400);
+    let out = tmp.path().join("scores.jsonl");
+    let args = [
+        data.to_str().unwrap(),
+        "-o",
+        out.to_str().unwrap(),
+        "--format",
+        "jsonl",
+        "--batch-size",
+        "4",
+        "-j",
+        "1",
+    ];
+    let mut child = classify_cmd(&args).stderr(Stdio::piped()).spawn().unwrap();
+    while std::fs::read_to_string(&out)
+        .unwrap_or_default()
+        .lines()
+        .count()
+        < 20
+    {
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "finished before the interrupt"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    let pid = child.id().to_string();
+    assert!(std::process::Command::new("kill")
+        .args(["-INT", &pid])
+        .status()
+        .unwrap()
+        .success());
+    let done = child.wait_with_output().unwrap();
+    assert_eq!(done.status.code(), Some(130), "{}", stderr(&done));
+    assert!(stderr(&done).contains("interrupted"));
+    let text = std::fs::read_to_string(&out).unwrap();
+    assert!(text.ends_with('\n'));
+    let rows: Vec<serde_json::Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert!(
+        rows.len() >= 20 && rows.len() < 400 && rows.len() % 4 == 0,
+        "{} rows",
+        rows.len()
+    );
+}

@@ -2,6 +2,8 @@
 //!
 //!   bench decode FILE_LIST JOBS          decode + preprocess only, images/s on JOBS threads
 //!   bench tower MODEL_DIR IMAGES BATCH   the image tower alone on random pixels, images/s
+//!   bench text MODEL_DIR                 the text tower alone on 16 typical labels, texts/s
+//!   bench load MODEL_DIR FILE            seconds to load the weights FILE (best of 2)
 //!   bench make-vit-l14 DIR [SEED]        a random full-size ViT-L/14 open_clip checkpoint
 
 use anyhow::{bail, Context, Result};
@@ -24,9 +26,11 @@ fn main() -> Result<()> {
     match args.iter().map(String::as_str).collect::<Vec<_>>().as_slice() {
         ["decode", list, jobs] => decode(Path::new(list), jobs.parse()?),
         ["tower", dir, n, batch] => tower(Path::new(dir), n.parse()?, batch.parse()?),
+        ["text", dir] => text(Path::new(dir)),
+        ["load", dir, file] => load(Path::new(dir), file),
         ["make-vit-l14", dir] => make_vit_l14(Path::new(dir), 0),
         ["make-vit-l14", dir, seed] => make_vit_l14(Path::new(dir), seed.parse()?),
-        _ => bail!("usage: bench decode FILE_LIST JOBS | tower MODEL_DIR IMAGES BATCH | make-vit-l14 DIR [SEED]"),
+        _ => bail!("usage: bench decode LIST JOBS | tower DIR N BATCH | text DIR | load DIR FILE | make-vit-l14 DIR [SEED]"),
     }
 }
 
@@ -53,15 +57,67 @@ fn decode(list: &Path, jobs: usize) -> Result<()> {
     Ok(())
 }
 
-fn tower(dir: &Path, n: usize, batch: usize) -> Result<()> {
+fn load_model(dir: &Path) -> Result<Clip> {
     let cfg = OpenClipConfig::from_file(&dir.join("open_clip_config.json"))?;
     let weights = ["open_clip_model.safetensors", "open_clip_pytorch_model.bin"]
         .iter()
         .map(|f| dir.join(f))
         .find(|p| p.exists())
         .context("no weights")?;
-    let s = cfg.preprocess.size;
-    let model = Clip::load(cfg, &weights, &Device::Cpu)?;
+    Clip::load(cfg, &weights, &Device::Cpu)
+}
+
+const LABELS: [&str; 16] = [
+    "enlarged heart",
+    "pleural effusion",
+    "no finding",
+    "pneumothorax",
+    "atelectasis",
+    "cardiomegaly",
+    "consolidation",
+    "edema",
+    "emphysema",
+    "fibrosis",
+    "hernia",
+    "infiltration",
+    "mass",
+    "nodule",
+    "pleural thickening",
+    "pneumonia",
+];
+
+fn text(dir: &Path) -> Result<()> {
+    let model = load_model(dir)?;
+    let labels: Vec<String> = LABELS.iter().map(|s| s.to_string()).collect();
+    whyxray::commands::embed_texts(&model, &labels)?; // warm-up
+    let start = Instant::now();
+    let repeat = 5;
+    for _ in 0..repeat {
+        whyxray::commands::embed_texts(&model, &labels)?;
+    }
+    let secs = start.elapsed().as_secs_f64() / f64::from(repeat);
+    println!(
+        "text tower: 16 labels in {secs:.3} s = {:.1} texts/s",
+        16.0 / secs
+    );
+    Ok(())
+}
+
+fn load(dir: &Path, file: &str) -> Result<()> {
+    let cfg = OpenClipConfig::from_file(&dir.join("open_clip_config.json"))?;
+    let mut best = f64::MAX;
+    for _ in 0..2 {
+        let start = Instant::now();
+        drop(Clip::load(cfg.clone(), &dir.join(file), &Device::Cpu)?);
+        best = best.min(start.elapsed().as_secs_f64());
+    }
+    println!("load {file}: {best:.2} s");
+    Ok(())
+}
+
+fn tower(dir: &Path, n: usize, batch: usize) -> Result<()> {
+    let model = load_model(dir)?;
+    let s = model.config.preprocess.size;
     let pixels = Tensor::randn(0f32, 1.0, (batch, 3, s, s), &Device::Cpu)?;
     model.encode_images(&pixels.narrow(0, 0, 1)?)?; // warm-up
     let start = Instant::now();

@@ -7,15 +7,16 @@ mod embed;
 
 use crate::cli::{Config, DeviceChoice, RunConfig, Task};
 use crate::inputs::{discover, Found, Input};
-use crate::model::{config::OpenClipConfig, Clip};
+use crate::model::{config::OpenClipConfig, weights, Clip};
 use crate::pipeline::{self, Settings};
 use crate::printer::Printer;
 use crate::score::normalised_rows;
-use crate::source::{resolve, ModelFiles};
+use crate::source::{convert, resolve, ModelFiles};
 use crate::Outcome;
 use anyhow::{bail, Context, Result};
 use candle_core::{Device, Tensor};
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
+use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
@@ -62,12 +63,53 @@ pub fn load_model(
         files.weights.display()
     ));
     let cfg = OpenClipConfig::from_file(&files.config)?;
-    let model = Clip::load(cfg, &files.weights, device)?;
+    let model = Clip::from_tensors(
+        cfg.clone(),
+        read_weights(&files.weights, &cfg, device, printer)?,
+        device,
+    )?;
     printer.detail(format_args!(
         "model loaded in {:.2} s",
         start.elapsed().as_secs_f64()
     ));
     Ok((model, files))
+}
+
+/// The checked state dict; a `.bin` is read through its converted safetensors copy when the
+/// cache has one, and converted for next time when it does not.
+fn read_weights(
+    path: &Path,
+    cfg: &OpenClipConfig,
+    device: &Device,
+    printer: &Printer,
+) -> Result<HashMap<String, Tensor>> {
+    let is_bin = path.extension().is_some_and(|e| e != "safetensors");
+    let converted = if is_bin {
+        convert::converted_path(path)
+    } else {
+        None
+    };
+    if let Some(c) = converted.as_ref().filter(|c| c.is_file()) {
+        match weights::load(c, &cfg.model, device) {
+            Ok(t) => return Ok(t),
+            Err(e) => printer.warn(format_args!(
+                "ignoring converted weights {}: {e:#}",
+                c.display()
+            )),
+        }
+    }
+    let tensors = weights::load(path, &cfg.model, device)?;
+    if let Some(c) = converted {
+        match convert::save(&tensors, &c) {
+            Ok(()) => printer.detail(format_args!(
+                "converted {} to {}",
+                path.display(),
+                c.display()
+            )),
+            Err(e) => printer.warn(format_args!("could not cache converted weights: {e:#}")),
+        }
+    }
+    Ok(tensors)
 }
 
 /// One batch's inputs with a normalised image embedding, or the error, for each.

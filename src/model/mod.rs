@@ -12,6 +12,7 @@ use anyhow::{Context, Result};
 use candle_core::{DType, Device, Tensor};
 use candle_nn::VarBuilder;
 use config::OpenClipConfig;
+use std::collections::HashMap;
 use std::path::Path;
 
 pub use text::TextTransformer;
@@ -29,6 +30,15 @@ pub struct Clip {
 impl Clip {
     pub fn load(config: OpenClipConfig, weights_path: &Path, device: &Device) -> Result<Self> {
         let tensors = weights::load(weights_path, &config.model, device)?;
+        Self::from_tensors(config, tensors, device)
+    }
+
+    /// From a state dict already read and checked by `weights::load`.
+    pub fn from_tensors(
+        config: OpenClipConfig,
+        tensors: HashMap<String, Tensor>,
+        device: &Device,
+    ) -> Result<Self> {
         let logit_scale = tensors["logit_scale"].to_scalar::<f32>()?.exp();
         let vb = VarBuilder::from_tensors(tensors, DType::F32, device);
         let m = &config.model;

@@ -1,4 +1,4 @@
-//! Weights: the open_clip state dict from `.safetensors` (memory-mapped) or PyTorch's zip `.bin`
+//! Weights: the open_clip state dict from `.safetensors` or PyTorch's zip `.bin`
 //! (read by candle's restricted unpickler, which builds tensors and never runs code), checked
 //! name by name and shape by shape against what the config needs, as `load_state_dict(strict=True)`.
 
@@ -88,20 +88,63 @@ pub fn load(path: &Path, cfg: &ModelConfig, device: &Device) -> Result<HashMap<S
     Ok(tensors)
 }
 
+/// Reads each tensor straight from the file into its own buffer. Not memory-mapped: candle's
+/// CPU tensors own their storage, so a mapping would be a second resident copy of the weights
+/// (file pages count in RSS while mapped) on top of the tensors made from it.
 fn read_safetensors(path: &Path, device: &Device) -> Result<Vec<(String, Tensor)>> {
-    // Safety: the file is mapped read-only and not expected to change while we run; the same
-    // assumption every mmap-based loader (safetensors, candle, PyTorch) makes.
-    use candle_core::safetensors::Load;
-    let st = unsafe { candle_core::safetensors::MmapedSafetensors::new(path)? };
-    st.tensors()
-        .into_iter()
-        .map(|(name, view)| {
-            let t = view
-                .load(device)
-                .with_context(|| format!("tensor `{name}`"))?;
-            Ok((name, t))
-        })
-        .collect()
+    use std::os::unix::fs::FileExt;
+    let file = std::fs::File::open(path)?;
+    let mut len = [0u8; 8];
+    file.read_exact_at(&mut len, 0)
+        .context("no safetensors header")?;
+    let header_len = usize::try_from(u64::from_le_bytes(len)).context("header length")?;
+    if header_len > 100 << 20 {
+        bail!("safetensors header of {header_len} bytes: not a safetensors file");
+    }
+    let mut header = vec![0u8; header_len];
+    file.read_exact_at(&mut header, 8)
+        .context("truncated safetensors header")?;
+    let meta: safetensors::tensor::Metadata =
+        serde_json::from_slice(&header).context("invalid safetensors header")?;
+    let data_start = 8 + header_len as u64;
+    let file_len = file.metadata()?.len();
+    let mut out = Vec::new();
+    for (name, info) in meta.tensors() {
+        let (a, b) = info.data_offsets;
+        if data_start + b as u64 > file_len || a > b {
+            bail!("tensor `{name}` lies beyond the end of the file (truncated download?)");
+        }
+        let dtype = safetensors_dtype(info.dtype).with_context(|| format!("tensor `{name}`"))?;
+        let offset = data_start + a as u64;
+        let t = if dtype == DType::F32 && cfg!(target_endian = "little") {
+            // Straight into the float buffer: no second copy of the tensor.
+            let mut v = vec![0f32; (b - a) / 4];
+            // Safety: any bit pattern is a valid f32, and u8 has no alignment requirement.
+            let raw =
+                unsafe { std::slice::from_raw_parts_mut(v.as_mut_ptr().cast::<u8>(), v.len() * 4) };
+            file.read_exact_at(raw, offset)?;
+            Tensor::from_vec(v, info.shape.as_slice(), device)
+        } else {
+            let mut bytes = vec![0u8; b - a];
+            file.read_exact_at(&mut bytes, offset)?;
+            Tensor::from_raw_buffer(&bytes, dtype, &info.shape, device)
+        }
+        .with_context(|| format!("tensor `{name}`"))?;
+        out.push((name, t));
+    }
+    out.sort_by_key(|(name, _)| meta.tensors().get(name).map_or(0, |i| i.data_offsets.0));
+    Ok(out)
+}
+
+fn safetensors_dtype(d: safetensors::Dtype) -> Result<DType> {
+    use safetensors::Dtype as S;
+    Ok(match d {
+        S::F32 => DType::F32,
+        S::F16 => DType::F16,
+        S::BF16 => DType::BF16,
+        S::F64 => DType::F64,
+        other => bail!("unsupported dtype {other:?} for a weight"),
+    })
 }
 
 fn read_pickle(path: &Path) -> Result<Vec<(String, Tensor)>> {

@@ -1,6 +1,7 @@
 //! Model source: `--model` (hub id or local directory) + `--revision` -> the config and weights
 //! files on disk, from the Hugging Face cache Python uses, downloading only when allowed.
 
+pub mod convert;
 mod hub;
 
 use crate::printer::Printer;

@@ -499,3 +499,25 @@ fn crc32(bytes: &[u8]) -> u32 {
     }
     !crc
 }
+
+#[test]
+fn a_bin_checkpoint_is_converted_once_and_read_back_identically() {
+    let cache = tempfile::tempdir().unwrap();
+    let m = model_dir("tiny-quickgelu-p32-squash"); // ships only a DDP-wrapped .bin
+    let run_once = || {
+        let mut cmd = whyxray();
+        cmd.current_dir(root()).env("WHYXRAY_CACHE", cache.path());
+        cmd.args(["classify", PNG, PNG2, "-l", "a,b", "--format", "csv", "-m"])
+            .arg(&m);
+        run(&mut cmd)
+    };
+    let first = run_once();
+    assert_eq!(first.status.code(), Some(0), "{}", stderr(&first));
+    let converted: Vec<_> = std::fs::read_dir(cache.path().join("converted"))
+        .unwrap()
+        .collect();
+    assert_eq!(converted.len(), 1, "one converted file");
+    let second = run_once();
+    assert_eq!(second.status.code(), Some(0));
+    assert_eq!(stdout(&first), stdout(&second));
+}

@@ -129,6 +129,7 @@ pub fn whyxray() -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_whyxray"));
     cmd.env("HF_HUB_CACHE", root().join("target/empty-hub-cache"))
         .env("HF_HUB_OFFLINE", "1")
+        .env("WHYXRAY_CACHE", root().join("target/test-whyxray-cache"))
         .env_remove("HF_HOME")
         .stdin(Stdio::null());
     cmd

@@ -3,15 +3,17 @@
 
 pub mod config;
 mod ops;
+mod params;
 mod text;
 mod transformer;
 mod vision;
 pub mod weights;
 
 use anyhow::{Context, Result};
-use candle_core::{DType, Device, Tensor};
-use candle_nn::VarBuilder;
+use candle_core::{Device, Tensor};
 use config::OpenClipConfig;
+use params::Params;
+use std::cell::RefCell;
 use std::collections::HashMap;
 use std::path::Path;
 
@@ -40,11 +42,12 @@ impl Clip {
         device: &Device,
     ) -> Result<Self> {
         let logit_scale = tensors["logit_scale"].to_scalar::<f32>()?.exp();
-        let vb = VarBuilder::from_tensors(tensors, DType::F32, device);
+        let store = RefCell::new(tensors);
         let m = &config.model;
-        let vision = VisionTransformer::new(&m.vision, m.embed_dim, m.activation, vb.pp("visual"))
-            .context("building the image tower")?;
-        let text = TextTransformer::new(&m.text, m.embed_dim, m.activation, vb.clone())
+        let vision =
+            VisionTransformer::new(&m.vision, m.activation, Params::new(&store).pp("visual"))
+                .context("building the image tower")?;
+        let text = TextTransformer::new(&m.text, m.activation, Params::new(&store))
             .context("building the text tower")?;
         Ok(Self {
             config,

@@ -3,7 +3,6 @@
 //! whenever a row's mean is large against its spread, as in CLIP's residual stream).
 
 use candle_core::{CpuStorage, CustomOp3, Layout, Module, Result, Shape, Tensor};
-use candle_nn::VarBuilder;
 use rayon::prelude::*;
 
 /// `nn.LayerNorm(width, eps)` with affine weight and bias, over the last dimension.
@@ -15,12 +14,8 @@ pub struct LayerNorm {
 }
 
 impl LayerNorm {
-    pub fn new(width: usize, eps: f32, vb: VarBuilder) -> Result<Self> {
-        Ok(Self {
-            weight: vb.get(width, "weight")?,
-            bias: vb.get(width, "bias")?,
-            eps,
-        })
+    pub fn new(weight: Tensor, bias: Tensor, eps: f32) -> Self {
+        Self { weight, bias, eps }
     }
 }
 
@@ -262,5 +257,68 @@ mod erf_tests {
             sum += term / (2 * n + 1) as f64;
         }
         sum * 2.0 / std::f64::consts::PI.sqrt()
+    }
+}
+
+/// A contiguous [rows, cols] float32 matrix transposed to [cols, rows] in cache-sized tiles
+/// on all cores (candle's strided copy took 1.5 s for ViT-L/14's weights at load).
+pub fn transpose2d(x: &Tensor) -> Result<Tensor> {
+    if !x.device().is_cpu() || x.dtype() != candle_core::DType::F32 {
+        return x.t()?.contiguous();
+    }
+    x.contiguous()?.apply_op1_no_bwd(&Transpose2d)
+}
+
+struct Transpose2d;
+
+impl candle_core::CustomOp1 for Transpose2d {
+    fn name(&self) -> &'static str {
+        "transpose2d"
+    }
+
+    fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
+        const TILE: usize = 64;
+        let src = f32_slice(s, l, "matrix")?;
+        let (rows, cols) = l.shape().dims2()?;
+        let mut out = vec![0f32; rows * cols];
+        // Each task owns TILE output rows (= TILE input columns); within it, 16 x 16 blocks so
+        // that reads and writes both stay on a few cache lines.
+        out.par_chunks_mut(TILE * rows).enumerate().for_each(|(t, dst)| {
+            let c0 = t * TILE;
+            let width = dst.len() / rows;
+            for rb in (0..rows).step_by(16) {
+                for cb in (0..width).step_by(16) {
+                    for r in rb..(rb + 16).min(rows) {
+                        let src_row = &src[r * cols + c0 + cb..][..(16).min(width - cb)];
+                        for (c, v) in src_row.iter().enumerate() {
+                            dst[(cb + c) * rows + r] = *v;
+                        }
+                    }
+                }
+            }
+        });
+        Ok((CpuStorage::F32(out), Shape::from((cols, rows))))
+    }
+}
+
+#[cfg(test)]
+mod transpose_tests {
+    use super::*;
+
+    #[test]
+    fn matches_candle_transpose() {
+        let x = Tensor::arange(0f32, (130 * 67) as f32, &candle_core::Device::Cpu)
+            .unwrap()
+            .reshape((130, 67))
+            .unwrap();
+        let a = transpose2d(&x).unwrap().to_vec2::<f32>().unwrap();
+        let b = x
+            .t()
+            .unwrap()
+            .contiguous()
+            .unwrap()
+            .to_vec2::<f32>()
+            .unwrap();
+        assert_eq!(a, b);
     }
 }

@@ -3,9 +3,10 @@
 
 use super::config::{Activation, TextConfig};
 use super::ops::LayerNorm;
+use super::params::Params;
 use super::transformer::{causal_mask, ln, Transformer};
 use candle_core::{Device, Module, Result, Tensor};
-use candle_nn::{embedding, Embedding, VarBuilder};
+use candle_nn::Embedding;
 
 pub struct TextTransformer {
     token_embedding: Embedding,
@@ -17,26 +18,13 @@ pub struct TextTransformer {
 
 impl TextTransformer {
     /// Text keys sit at the top level of the state dict (no `text.` prefix) in open_clip's `CLIP`.
-    pub fn new(
-        cfg: &TextConfig,
-        embed_dim: usize,
-        act: Activation,
-        vb: VarBuilder,
-    ) -> Result<Self> {
+    pub fn new(cfg: &TextConfig, act: Activation, p: Params) -> Result<Self> {
         Ok(Self {
-            token_embedding: embedding(cfg.vocab_size, cfg.width, vb.pp("token_embedding"))?,
-            positional_embedding: vb
-                .get((cfg.context_length, cfg.width), "positional_embedding")?,
-            transformer: Transformer::new(
-                cfg.layers,
-                cfg.width,
-                cfg.heads,
-                cfg.mlp_width,
-                act,
-                vb.pp("transformer"),
-            )?,
-            ln_final: ln(cfg.width, vb.pp("ln_final"))?,
-            text_projection: vb.get((cfg.width, embed_dim), "text_projection")?,
+            token_embedding: Embedding::new(p.take("token_embedding.weight")?, cfg.width),
+            positional_embedding: p.take("positional_embedding")?,
+            transformer: Transformer::new(cfg.layers, cfg.heads, act, p.pp("transformer"))?,
+            ln_final: ln(p.pp("ln_final"))?,
+            text_projection: p.take("text_projection")?,
         })
     }
 

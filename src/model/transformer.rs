@@ -3,28 +3,60 @@
 
 use super::config::Activation;
 use super::ops::{gelu_erf, LayerNorm};
+use super::params::Params;
 use candle_core::{Module, Result, Tensor};
-use candle_nn::{linear, Linear, VarBuilder};
 
 /// `nn.LayerNorm` as open_clip builds it: affine, eps 1e-5.
-pub fn ln(size: usize, vb: VarBuilder) -> Result<LayerNorm> {
-    LayerNorm::new(size, 1e-5, vb)
+pub fn ln(p: Params) -> Result<LayerNorm> {
+    Ok(LayerNorm::new(p.take("weight")?, p.take("bias")?, 1e-5))
+}
+
+/// `nn.Linear` with its weight kept transposed (`[in, out]`, contiguous): `x @ Wt + b`.
+pub struct Dense {
+    wt: Tensor,
+    bias: Tensor,
+}
+
+impl Dense {
+    pub fn new(wt: Tensor, bias: Tensor) -> Self {
+        Self { wt, bias }
+    }
+
+    /// From `<p>.weight` and `<p>.bias`.
+    pub fn load(p: Params) -> Result<Self> {
+        Ok(Self::new(p.take_transposed("weight")?, p.take("bias")?))
+    }
+
+    /// `x`: [..., in] -> [..., out], as one 2-D matmul over all leading dimensions.
+    pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        let dims = x.dims().to_vec();
+        let (rows, k) = (x.elem_count() / dims[dims.len() - 1], dims[dims.len() - 1]);
+        let y = x
+            .reshape((rows, k))?
+            .matmul(&self.wt)?
+            .broadcast_add(&self.bias)?;
+        let mut out_dims = dims;
+        *out_dims.last_mut().expect("non-scalar input") = self.wt.dim(1)?;
+        y.reshape(out_dims)
+    }
 }
 
 /// `nn.MultiheadAttention` with the fused `in_proj` (rows: q, then k, then v).
 struct Attention {
-    in_proj: Linear,
-    out_proj: Linear,
+    in_proj: Dense,
+    out_proj: Dense,
     heads: usize,
 }
 
 impl Attention {
-    fn new(width: usize, heads: usize, vb: VarBuilder) -> Result<Self> {
-        let w = vb.get((3 * width, width), "in_proj_weight")?;
-        let b = vb.get(3 * width, "in_proj_bias")?;
+    fn new(heads: usize, p: Params) -> Result<Self> {
+        let in_proj = Dense::new(
+            p.take_transposed("in_proj_weight")?,
+            p.take("in_proj_bias")?,
+        );
         Ok(Self {
-            in_proj: Linear::new(w, Some(b)),
-            out_proj: linear(width, width, vb.pp("out_proj"))?,
+            in_proj,
+            out_proj: Dense::load(p.pp("out_proj"))?,
             heads,
         })
     }
@@ -55,25 +87,19 @@ pub struct ResidualAttentionBlock {
     ln_1: LayerNorm,
     attn: Attention,
     ln_2: LayerNorm,
-    c_fc: Linear,
-    c_proj: Linear,
+    c_fc: Dense,
+    c_proj: Dense,
     act: Activation,
 }
 
 impl ResidualAttentionBlock {
-    pub fn new(
-        width: usize,
-        heads: usize,
-        mlp: usize,
-        act: Activation,
-        vb: VarBuilder,
-    ) -> Result<Self> {
+    pub fn new(heads: usize, act: Activation, p: Params) -> Result<Self> {
         Ok(Self {
-            ln_1: ln(width, vb.pp("ln_1"))?,
-            attn: Attention::new(width, heads, vb.pp("attn"))?,
-            ln_2: ln(width, vb.pp("ln_2"))?,
-            c_fc: linear(width, mlp, vb.pp("mlp.c_fc"))?,
-            c_proj: linear(mlp, width, vb.pp("mlp.c_proj"))?,
+            ln_1: ln(p.pp("ln_1"))?,
+            attn: Attention::new(heads, p.pp("attn"))?,
+            ln_2: ln(p.pp("ln_2"))?,
+            c_fc: Dense::load(p.pp("mlp.c_fc"))?,
+            c_proj: Dense::load(p.pp("mlp.c_proj"))?,
             act,
         })
     }
@@ -95,17 +121,10 @@ pub struct Transformer {
 }
 
 impl Transformer {
-    pub fn new(
-        layers: usize,
-        width: usize,
-        heads: usize,
-        mlp: usize,
-        act: Activation,
-        vb: VarBuilder,
-    ) -> Result<Self> {
-        let vb = vb.pp("resblocks");
+    pub fn new(layers: usize, heads: usize, act: Activation, p: Params) -> Result<Self> {
+        let p = p.pp("resblocks");
         let blocks = (0..layers)
-            .map(|i| ResidualAttentionBlock::new(width, heads, mlp, act, vb.pp(i)))
+            .map(|i| ResidualAttentionBlock::new(heads, act, p.pp(i)))
             .collect::<Result<_>>()?;
         Ok(Self { blocks })
     }

@@ -283,20 +283,22 @@ impl candle_core::CustomOp1 for Transpose2d {
         let mut out = vec![0f32; rows * cols];
         // Each task owns TILE output rows (= TILE input columns); within it, 16 x 16 blocks so
         // that reads and writes both stay on a few cache lines.
-        out.par_chunks_mut(TILE * rows).enumerate().for_each(|(t, dst)| {
-            let c0 = t * TILE;
-            let width = dst.len() / rows;
-            for rb in (0..rows).step_by(16) {
-                for cb in (0..width).step_by(16) {
-                    for r in rb..(rb + 16).min(rows) {
-                        let src_row = &src[r * cols + c0 + cb..][..(16).min(width - cb)];
-                        for (c, v) in src_row.iter().enumerate() {
-                            dst[(cb + c) * rows + r] = *v;
+        out.par_chunks_mut(TILE * rows)
+            .enumerate()
+            .for_each(|(t, dst)| {
+                let c0 = t * TILE;
+                let width = dst.len() / rows;
+                for rb in (0..rows).step_by(16) {
+                    for cb in (0..width).step_by(16) {
+                        for r in rb..(rb + 16).min(rows) {
+                            let src_row = &src[r * cols + c0 + cb..][..(16).min(width - cb)];
+                            for (c, v) in src_row.iter().enumerate() {
+                                dst[(cb + c) * rows + r] = *v;
+                            }
                         }
                     }
                 }
-            }
-        });
+            });
         Ok((CpuStorage::F32(out), Shape::from((cols, rows))))
     }
 }

@@ -223,6 +223,11 @@ impl Cli {
 }
 
 fn run_config(a: InputArgs) -> Result<RunConfig> {
+    // A missing list is a usage error now, before `-o` truncates anything.
+    for f in &a.files_from {
+        std::fs::File::open(f)
+            .with_context(|| format!("cannot open --files-from {}", f.display()))?;
+    }
     let cpus = std::thread::available_parallelism().map_or(1, usize::from);
     Ok(RunConfig {
         inputs: InputSpec {

@@ -25,8 +25,7 @@ fn main() -> ExitCode {
     }
 }
 
+/// Only a closed stdout counts: an EPIPE on `-o fifo` or elsewhere is a real failure.
 fn is_broken_pipe(err: &anyhow::Error) -> bool {
-    err.chain()
-        .filter_map(|e| e.downcast_ref::<std::io::Error>())
-        .any(|e| e.kind() == std::io::ErrorKind::BrokenPipe)
+    err.chain().any(|e| e.is::<whyxray::output::StdoutClosed>())
 }

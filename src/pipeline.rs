@@ -29,9 +29,14 @@ pub struct Settings {
     pub skip: Arc<HashSet<String>>,
 }
 
-/// Starts the producer thread; the receiver yields batches until the stream ends. Dropping the
-/// receiver stops the producer at its next batch.
-pub fn start<I>(stream: I, settings: Settings, printer: Printer) -> Result<Receiver<Result<Batch>>>
+/// Starts the producer thread; the receiver yields batches, then `None` once the stream has
+/// ended (a channel that closes without it means the producer died). Dropping the receiver
+/// stops the producer at its next batch.
+pub fn start<I>(
+    stream: I,
+    settings: Settings,
+    printer: Printer,
+) -> Result<Receiver<Result<Option<Batch>>>>
 where
     I: Iterator<Item = Result<Found>> + Send + 'static,
 {
@@ -55,7 +60,10 @@ where
             let mut stream = stream;
             loop {
                 let inputs = match next_inputs(&mut stream, &settings, &printer) {
-                    Ok(inputs) if inputs.is_empty() => return,
+                    Ok(inputs) if inputs.is_empty() => {
+                        let _ = tx.send(Ok(None));
+                        return;
+                    }
                     Ok(inputs) => inputs,
                     Err(e) => {
                         let _ = tx.send(Err(e));
@@ -77,11 +85,11 @@ where
                     None => decode(),
                 };
                 if tx
-                    .send(Ok(Batch {
+                    .send(Ok(Some(Batch {
                         inputs,
                         pixels,
                         status,
-                    }))
+                    })))
                     .is_err()
                 {
                     return;
@@ -112,7 +120,12 @@ fn prepare(input: &Input, pp: &PreprocessConfig, slot: &mut [f32]) -> Result<(),
     if let Some(e) = &input.error {
         return Err(e.clone());
     }
-    decode_file(std::path::Path::new(&input.path))
-        .map(|d| preprocess_into(&d, pp, slot))
-        .map_err(|e| format!("{e:#}"))
+    // A decoder bug must cost one row, not the run.
+    let run = std::panic::AssertUnwindSafe(|| {
+        decode_file(std::path::Path::new(&input.path)).map(|d| preprocess_into(&d, pp, slot))
+    });
+    match std::panic::catch_unwind(run) {
+        Ok(result) => result.map_err(|e| format!("{e:#}")),
+        Err(_) => Err("internal error while decoding this file (please report it)".into()),
+    }
 }

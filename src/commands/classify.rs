@@ -36,6 +36,8 @@ pub fn run(
     }
     let sink = Sink::open(c.output.as_deref(), c.run.resume)?;
     let mut writer = ClassifyWriter::new(c.format, c.labels.clone(), sink, resumed.has_header);
+    // The header goes out now, so a run with no inputs (an empty shard) still writes one.
+    writer.write(&[])?;
     for_each_batch(model, &c.run, resumed.done, printer, |batch| {
         let rows: Vec<ClassifyRow> = batch
             .into_iter()

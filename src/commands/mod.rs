@@ -126,7 +126,9 @@ pub fn for_each_batch(
 ) -> Result<Outcome> {
     let skip = Arc::new(skip);
     let mut progress = printer.progress("images");
-    count_in_background(run, skip.clone(), progress.total_handle());
+    if printer.shows_progress() {
+        count_in_background(run, skip.clone(), progress.total_handle());
+    }
     let settings = Settings {
         batch_size: run.batch_size,
         jobs: run.jobs,
@@ -135,8 +137,12 @@ pub fn for_each_batch(
     };
     let batches = pipeline::start(discover(&run.inputs, true), settings, printer.clone())?;
     let mut outcome = Outcome::default();
-    for batch in batches {
-        let batch = batch?;
+    let mut finished = false;
+    for msg in batches {
+        let Some(batch) = msg? else {
+            finished = true;
+            break;
+        };
         let embedded = embed_batch(model, batch.pixels, batch.status)?;
         let rows: Embedded = batch.inputs.into_iter().zip(embedded).collect();
         for (input, r) in &rows {
@@ -156,17 +162,22 @@ pub fn for_each_batch(
         }
     }
     progress.finish();
+    if !finished && !outcome.interrupted {
+        bail!("the input pipeline stopped unexpectedly; the output holds the rows written so far");
+    }
     Ok(outcome)
 }
 
-/// The total for the progress bar: the same discovery run again without reading stdin (which
-/// cannot be read twice), counting only. Unknown (a spinner) when `-` is an input.
+/// The total for the progress bar: the same discovery run again, counting only. Left unknown
+/// (a spinner) when an input can only be read once: `-`, or a `--files-from` pipe, which two
+/// readers would split between them.
 fn count_in_background(
     run: &RunConfig,
     skip: Arc<HashSet<String>>,
     set_total: impl Fn(u64) + Send + 'static,
 ) {
-    if run.inputs.args.iter().any(|a| a == "-") {
+    let regular = |p: &std::path::PathBuf| std::fs::metadata(p).is_ok_and(|m| m.is_file());
+    if run.inputs.args.iter().any(|a| a == "-") || !run.inputs.files_from.iter().all(regular) {
         return;
     }
     let spec = run.inputs.clone();

@@ -59,7 +59,23 @@ pub fn decode_bytes(bytes: &[u8]) -> Result<Decoded> {
     // open_clip (Pillow's Image.open) ignores EXIF orientation; a photographed film or a
     // phone-exported JPEG is only upright if we apply it.
     img.apply_orientation(orientation);
-    let palette = format == ImageFormat::Png && png_color_type(bytes) == Some(3);
+    let (color_type, depth) = if format == ImageFormat::Png {
+        png_header(bytes)
+    } else {
+        (None, None)
+    };
+    // Pillow resizes palette (P) and 1-bit (mode "1") images with NEAREST whatever is asked.
+    let palette = color_type == Some(3) || (color_type == Some(0) && depth == Some(1));
+    // A grey or RGB PNG with a tRNS colour key stays L/RGB in Pillow (the key only goes to
+    // `info`); the png crate expands it to an alpha channel, which must not be premultiplied.
+    if matches!(color_type, Some(0 | 2)) && img.color().has_alpha() {
+        img = match img {
+            DynamicImage::ImageLumaA8(_) => DynamicImage::ImageLuma8(img.into_luma8()),
+            DynamicImage::ImageLumaA16(_) => DynamicImage::ImageLuma16(img.into_luma16()),
+            DynamicImage::ImageRgba16(_) => DynamicImage::ImageRgb16(img.into_rgb16()),
+            _ => DynamicImage::ImageRgb8(img.into_rgb8()),
+        };
+    }
     let sig_bits = if format == ImageFormat::Png {
         png_significant_bits(bytes)
     } else {
@@ -124,10 +140,12 @@ fn png_chunks(bytes: &[u8]) -> impl Iterator<Item = (&[u8], &[u8])> {
     })
 }
 
-fn png_color_type(bytes: &[u8]) -> Option<u8> {
-    png_chunks(bytes)
-        .find(|(k, _)| *k == b"IHDR")
-        .and_then(|(_, d)| d.get(9).copied())
+/// (colour type, bit depth) from the IHDR chunk.
+fn png_header(bytes: &[u8]) -> (Option<u8>, Option<u8>) {
+    match png_chunks(bytes).find(|(k, _)| *k == b"IHDR") {
+        Some((_, d)) => (d.get(9).copied(), d.get(8).copied()),
+        None => (None, None),
+    }
 }
 
 fn png_significant_bits(bytes: &[u8]) -> Option<u8> {

@@ -2,10 +2,11 @@
 //! inference transform makes (Resize + CenterCrop or squash, convert("RGB"), ToTensor, Normalize).
 
 use super::decode::Decoded;
-use super::resample::{resize, resize_nearest, Image8};
+use super::resample::{resize_nearest_window, resize_window, Image8};
 use crate::model::config::{PreprocessConfig, ResizeMode};
 
 /// open_clip order: resize, crop, then RGB. Returns 1 (L) or 3 (RGB) channels, `size` square.
+/// Only the pixels inside the crop are resampled.
 pub fn resize_and_crop(d: &Decoded, cfg: &PreprocessConfig) -> Image8 {
     let s = cfg.size;
     let img = &d.image;
@@ -13,25 +14,33 @@ pub fn resize_and_crop(d: &Decoded, cfg: &PreprocessConfig) -> Image8 {
         ResizeMode::Squash => (s, s),
         ResizeMode::Shortest => shortest_side_size(img.width, img.height, s),
     };
-    let resized = if (w, h) == (img.width, img.height) {
-        drop_alpha(img)
-    } else if d.palette {
-        drop_alpha(&resize_nearest(img, w, h))
+    if (w, h) == (img.width, img.height) {
+        let img = drop_alpha(img);
+        return match cfg.resize_mode {
+            ResizeMode::Squash => img,
+            ResizeMode::Shortest => center_crop(&img, s),
+        };
+    }
+    // Shortest mode: both sides are now >= s, so the crop is a plain window.
+    let (left, top) = match cfg.resize_mode {
+        ResizeMode::Squash => (0, 0),
+        ResizeMode::Shortest => (crop_offset(w, s), crop_offset(h, s)),
+    };
+    let (cols, rows) = (left..left + s, top..top + s);
+    if d.palette {
+        drop_alpha(&resize_nearest_window(img, w, h, cols, rows))
     } else if img.channels % 2 == 0 {
         // Pillow resizes LA/RGBA premultiplied (La/RGBa) and converts back before dropping alpha.
-        drop_alpha(&unpremultiply(&resize(
-            &premultiply(img),
-            w,
-            h,
-            cfg.interpolation,
-        )))
+        let resized = resize_window(&premultiply(img), w, h, cols, rows, cfg.interpolation);
+        drop_alpha(&unpremultiply(&resized))
     } else {
-        resize(img, w, h, cfg.interpolation)
-    };
-    match cfg.resize_mode {
-        ResizeMode::Squash => resized,
-        ResizeMode::Shortest => center_crop(&resized, s),
+        resize_window(img, w, h, cols, rows, cfg.interpolation)
     }
+}
+
+/// torchvision `CenterCrop` offset: `int(round((n - s) / 2))`, round-half-to-even.
+fn crop_offset(n: usize, s: usize) -> usize {
+    ((n as f64 - s as f64) / 2.0).round_ties_even().max(0.0) as usize
 }
 
 /// torchvision `Resize(int)`: short side to `s`, long side `int(s * long / short)` (truncated).

@@ -4,6 +4,7 @@
 //! resizes through Pillow, so exact pixels need this algorithm, not a float resize.
 
 use crate::model::config::Interpolation;
+use std::ops::Range;
 
 /// An interleaved 8-bit image, `channels` values per pixel.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -58,7 +59,8 @@ struct Taps {
 }
 
 /// Pillow `precompute_coeffs` + `normalize_coeffs_8bpc`, in the same floating-point order.
-fn taps(n_in: usize, n_out: usize, interp: Interpolation) -> Taps {
+/// Only the outputs in `range` are computed (a crop needs no others), indexed from its start.
+fn taps(n_in: usize, n_out: usize, interp: Interpolation, range: Range<usize>) -> Taps {
     let (filter, support): (fn(f64) -> f64, f64) = match interp {
         Interpolation::Bicubic => (bicubic, 2.0),
         Interpolation::Bilinear => (bilinear, 1.0),
@@ -68,35 +70,36 @@ fn taps(n_in: usize, n_out: usize, interp: Interpolation) -> Taps {
     let support = support * filterscale;
     let ksize = support.ceil() as usize * 2 + 1;
     let ss = 1.0 / filterscale;
+    let n = range.len();
     let mut t = Taps {
-        start: vec![0; n_out],
-        len: vec![0; n_out],
+        start: vec![0; n],
+        len: vec![0; n],
         ksize,
-        weights: vec![0; n_out * ksize],
+        weights: vec![0; n * ksize],
     };
     let mut k = vec![0f64; ksize];
-    for i in 0..n_out {
+    for (slot, i) in range.enumerate() {
         let center = (i as f64 + 0.5) * scale;
         // C casts truncate toward zero, as `as i64` does.
         let xmin = ((center - support + 0.5) as i64).max(0) as usize;
         let xmax = ((center + support + 0.5) as i64).min(n_in as i64) as usize;
-        let n = xmax.saturating_sub(xmin);
+        let taps_here = xmax.saturating_sub(xmin);
         let mut ww = 0.0;
-        for (x, kx) in k.iter_mut().enumerate().take(n) {
+        for (x, kx) in k.iter_mut().enumerate().take(taps_here) {
             *kx = filter(((x + xmin) as f64 - center + 0.5) * ss);
             ww += *kx;
         }
-        for (x, kx) in k.iter().enumerate().take(n) {
+        for (x, kx) in k.iter().enumerate().take(taps_here) {
             let w = if ww != 0.0 { kx / ww } else { *kx };
             let scaled = w * f64::from(1u32 << PRECISION_BITS);
-            t.weights[i * ksize + x] = if w < 0.0 {
+            t.weights[slot * ksize + x] = if w < 0.0 {
                 (scaled - 0.5) as i32
             } else {
                 (scaled + 0.5) as i32
             };
         }
-        t.start[i] = xmin;
-        t.len[i] = n;
+        t.start[slot] = xmin;
+        t.len[slot] = taps_here;
     }
     t
 }
@@ -105,16 +108,22 @@ fn clip8(acc: i32) -> u8 {
     (acc >> PRECISION_BITS).clamp(0, 255) as u8
 }
 
-fn resample_horizontal(img: &Image8, n_out: usize, interp: Interpolation) -> Image8 {
-    let t = taps(img.width, n_out, interp);
-    let c = img.channels;
-    let mut out = vec![0u8; n_out * img.height * c];
+/// Columns `cols` of the image resized to width `n_out`.
+fn resample_horizontal(
+    img: &Image8,
+    n_out: usize,
+    cols: Range<usize>,
+    interp: Interpolation,
+) -> Image8 {
+    let t = taps(img.width, n_out, interp, cols.clone());
+    let (c, w_out) = (img.channels, cols.len());
+    let mut out = vec![0u8; w_out * img.height * c];
     for (src, dst) in img
         .data
         .chunks_exact(img.width * c)
-        .zip(out.chunks_exact_mut(n_out * c))
+        .zip(out.chunks_exact_mut(w_out * c))
     {
-        for x in 0..n_out {
+        for x in 0..w_out {
             let w = &t.weights[x * t.ksize..x * t.ksize + t.len[x]];
             for ch in 0..c {
                 let mut acc: i32 = 1 << (PRECISION_BITS - 1);
@@ -125,13 +134,19 @@ fn resample_horizontal(img: &Image8, n_out: usize, interp: Interpolation) -> Ima
             }
         }
     }
-    Image8::new(n_out, img.height, c, out)
+    Image8::new(w_out, img.height, c, out)
 }
 
-fn resample_vertical(img: &Image8, n_out: usize, interp: Interpolation) -> Image8 {
-    let t = taps(img.height, n_out, interp);
+/// Rows `rows` of the image resized to height `n_out`.
+fn resample_vertical(
+    img: &Image8,
+    n_out: usize,
+    rows: Range<usize>,
+    interp: Interpolation,
+) -> Image8 {
+    let t = taps(img.height, n_out, interp, rows.clone());
     let row = img.width * img.channels;
-    let mut out = vec![0u8; n_out * row];
+    let mut out = vec![0u8; rows.len() * row];
     let mut acc = vec![0i32; row];
     for (y, dst) in out.chunks_exact_mut(row).enumerate() {
         acc.fill(1 << (PRECISION_BITS - 1));
@@ -146,26 +161,40 @@ fn resample_vertical(img: &Image8, n_out: usize, interp: Interpolation) -> Image
             *d = clip8(*a);
         }
     }
-    Image8::new(img.width, n_out, img.channels, out)
+    Image8::new(img.width, rows.len(), img.channels, out)
 }
 
 /// `Image.resize((w, h), BICUBIC | BILINEAR)` for L/RGB-like 8-bit data.
 pub fn resize(img: &Image8, w: usize, h: usize, interp: Interpolation) -> Image8 {
+    resize_window(img, w, h, 0..w, 0..h, interp)
+}
+
+/// The window `cols` x `rows` of `Image.resize((w, h))`, computing nothing outside it: every
+/// output pixel has its own taps, so this equals resizing then cropping, without the full-size
+/// intermediate (a 1 x 100000 strip would otherwise become a 224 x 22.4M image).
+pub fn resize_window(
+    img: &Image8,
+    w: usize,
+    h: usize,
+    cols: Range<usize>,
+    rows: Range<usize>,
+    interp: Interpolation,
+) -> Image8 {
     // Pillow 13 runs the vertical pass first when the height shrinks by more than twice as
     // many pixels as the width (found against Pillow 13.0.0; the order changes uint8 rounding).
     let vertical_first = h < img.height && (img.height - h) > 2 * img.width.saturating_sub(w);
     let horizontal = |im: &Image8| {
         if im.width != w {
-            resample_horizontal(im, w, interp)
+            resample_horizontal(im, w, cols.clone(), interp)
         } else {
-            im.clone()
+            crop_cols(im, cols.clone())
         }
     };
     let vertical = |im: &Image8| {
         if im.height != h {
-            resample_vertical(im, h, interp)
+            resample_vertical(im, h, rows.clone(), interp)
         } else {
-            im.clone()
+            crop_rows(im, rows.clone())
         }
     };
     if vertical_first {
@@ -175,30 +204,60 @@ pub fn resize(img: &Image8, w: usize, h: usize, interp: Interpolation) -> Image8
     }
 }
 
-/// Pillow's NEAREST resize (an affine transform): source coordinates start at half a step and
-/// accumulate one step per pixel in double, then truncate.
-pub fn resize_nearest(img: &Image8, w: usize, h: usize) -> Image8 {
-    let index = |n_in: usize, n_out: usize| -> Vec<usize> {
+fn crop_cols(img: &Image8, cols: Range<usize>) -> Image8 {
+    if cols == (0..img.width) {
+        return img.clone();
+    }
+    let c = img.channels;
+    let data = img
+        .data
+        .chunks_exact(img.width * c)
+        .flat_map(|row| row[cols.start * c..cols.end * c].iter().copied())
+        .collect();
+    Image8::new(cols.len(), img.height, c, data)
+}
+
+fn crop_rows(img: &Image8, rows: Range<usize>) -> Image8 {
+    let row = img.width * img.channels;
+    Image8::new(
+        img.width,
+        rows.len(),
+        img.channels,
+        img.data[rows.start * row..rows.end * row].to_vec(),
+    )
+}
+
+/// Pillow's NEAREST resize (an affine transform), window `cols` x `rows` of it: source
+/// coordinates start at half a step and accumulate one step per pixel in double, then truncate.
+pub fn resize_nearest_window(
+    img: &Image8,
+    w: usize,
+    h: usize,
+    cols: Range<usize>,
+    rows: Range<usize>,
+) -> Image8 {
+    let index = |n_in: usize, n_out: usize, range: Range<usize>| -> Vec<usize> {
         let step = n_in as f64 / n_out as f64;
         let mut pos = step * 0.5;
-        (0..n_out)
-            .map(|_| {
-                let i = (pos as usize).min(n_in - 1);
-                pos += step;
-                i
-            })
-            .collect()
+        let mut out = Vec::with_capacity(range.len());
+        for i in 0..range.end {
+            if i >= range.start {
+                out.push((pos as usize).min(n_in - 1));
+            }
+            pos += step;
+        }
+        out
     };
-    let (xs, ys) = (index(img.width, w), index(img.height, h));
+    let (xs, ys) = (index(img.width, w, cols), index(img.height, h, rows));
     let c = img.channels;
-    let mut out = Vec::with_capacity(w * h * c);
+    let mut out = Vec::with_capacity(xs.len() * ys.len() * c);
     for &y in &ys {
         let row = &img.data[y * img.width * c..][..img.width * c];
         for &x in &xs {
             out.extend_from_slice(&row[x * c..x * c + c]);
         }
     }
-    Image8::new(w, h, c, out)
+    Image8::new(xs.len(), ys.len(), c, out)
 }
 
 #[cfg(test)]
@@ -208,7 +267,7 @@ mod tests {
     #[test]
     fn weights_sum_to_one_in_fixed_point() {
         for (n_in, n_out) in [(1024, 224), (224, 224), (100, 224), (1477, 276), (7, 3)] {
-            let t = taps(n_in, n_out, Interpolation::Bicubic);
+            let t = taps(n_in, n_out, Interpolation::Bicubic, 0..n_out);
             for i in 0..n_out {
                 let s: i32 = t.weights[i * t.ksize..][..t.len[i]].iter().sum();
                 assert!(
@@ -229,11 +288,29 @@ mod tests {
     }
 
     #[test]
+    fn a_window_equals_the_crop_of_the_full_resize() {
+        let data: Vec<u8> = (0..37 * 53 * 3).map(|i| (i * 7 % 251) as u8).collect();
+        let img = Image8::new(37, 53, 3, data);
+        for (w, h) in [(224, 320), (20, 90), (224, 224)] {
+            let full = resize(&img, w, h, Interpolation::Bicubic);
+            let win = resize_window(&img, w, h, 3..w - 5, 7..h - 2, Interpolation::Bicubic);
+            assert_eq!(
+                win,
+                crop_rows(&crop_cols(&full, 3..w - 5), 7..h - 2),
+                "{w}x{h}"
+            );
+        }
+    }
+
+    #[test]
     fn nearest_picks_pillow_source_pixels() {
         let img = Image8::new(5, 1, 1, vec![0, 1, 2, 3, 4]);
-        assert_eq!(resize_nearest(&img, 2, 1).data, vec![1, 3]);
         assert_eq!(
-            resize_nearest(&img, 10, 1).data,
+            resize_nearest_window(&img, 2, 1, 0..2, 0..1).data,
+            vec![1, 3]
+        );
+        assert_eq!(
+            resize_nearest_window(&img, 10, 1, 0..10, 0..1).data,
             vec![0, 0, 1, 1, 2, 2, 3, 3, 4, 4]
         );
     }

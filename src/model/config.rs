@@ -302,7 +302,11 @@ fn mlp_width(m: &Map<String, Value>, section: &str, width: usize) -> Result<usiz
             .with_context(|| format!("`{section}.mlp_ratio` must be a number"))?,
     };
     // open_clip: `int(width * mlp_ratio)`, a truncation.
-    Ok((width as f64 * ratio) as usize)
+    let mlp = (width as f64 * ratio) as usize;
+    if !ratio.is_finite() || mlp == 0 {
+        bail!("`{section}.mlp_ratio` {ratio} leaves no MLP");
+    }
+    Ok(mlp)
 }
 
 fn opt_usize(m: &Map<String, Value>, section: &str, key: &str) -> Result<Option<usize>> {

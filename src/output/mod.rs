@@ -14,6 +14,11 @@ use anyhow::{Context, Result};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
+/// The reader of stdout went away (`whyxray ... | head`): the run ends quietly with exit 0.
+#[derive(Debug, thiserror::Error)]
+#[error("stdout was closed")]
+pub struct StdoutClosed;
+
 pub struct Sink {
     out: Box<dyn Write>,
     path: Option<PathBuf>,
@@ -43,6 +48,13 @@ impl Sink {
 
     pub fn write_chunk(&mut self, bytes: &[u8]) -> Result<()> {
         let res = self.out.write_all(bytes).and_then(|()| self.out.flush());
+        if self.path.is_none()
+            && res
+                .as_ref()
+                .is_err_and(|e| e.kind() == std::io::ErrorKind::BrokenPipe)
+        {
+            return Err(StdoutClosed.into());
+        }
         res.with_context(|| match &self.path {
             Some(p) => format!("cannot write {}", p.display()),
             None => "cannot write to stdout".to_string(),

@@ -105,6 +105,14 @@ fn jsonl(bytes: &[u8], labels: Option<&[String]>) -> Result<(Vec<u8>, Resumed)> 
         }
         let v: Value =
             serde_json::from_slice(line).with_context(|| format!("line {} is not JSON", i + 1))?;
+        let has = |k: &str| v.get(k).is_some();
+        let shape_ok = match labels {
+            Some(_) => has("file") && has("scores") && has("top") && has("error"),
+            None => (has("file") || has("text")) && has("embedding"),
+        };
+        if !shape_ok {
+            bail!("line {} does not have this command's fields", i + 1);
+        }
         let Some(file) = v.get("file").and_then(Value::as_str) else {
             continue; // an `embed` text line: written again at the end of this run
         };
@@ -219,6 +227,24 @@ mod tests {
         let r = prepare(&p, Layout::ClassifyJsonl { labels: &labels() }).unwrap();
         assert_eq!(r.done, HashSet::from(["x".to_string()]));
         assert_eq!(std::fs::read_to_string(&p).unwrap(), ok);
+    }
+
+    #[test]
+    fn refuses_the_other_command_s_jsonl() {
+        let tmp = tempfile::tempdir().unwrap();
+        let p = tmp.path().join("feats.jsonl");
+        std::fs::write(&p, "{\"file\":\"x\",\"embedding\":[0.5]}\n").unwrap();
+        assert!(prepare(&p, Layout::ClassifyJsonl { labels: &labels() }).is_err());
+        assert_eq!(
+            std::fs::read_to_string(&p).unwrap().lines().count(),
+            1,
+            "left untouched"
+        );
+        let c = tmp.path().join("scores.jsonl");
+        let line =
+            "{\"file\":\"x\",\"scores\":{\"a\":1.0,\"b\":0.0},\"top\":\"a\",\"error\":null}\n";
+        std::fs::write(&c, line).unwrap();
+        assert!(prepare(&c, Layout::EmbedJsonl).is_err());
     }
 
     #[test]

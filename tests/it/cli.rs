@@ -521,3 +521,28 @@ fn a_bin_checkpoint_is_converted_once_and_read_back_identically() {
     assert_eq!(second.status.code(), Some(0));
     assert_eq!(stdout(&first), stdout(&second));
 }
+
+#[test]
+fn an_extreme_aspect_ratio_is_resized_within_the_crop_only() {
+    let tmp = tempfile::tempdir().unwrap();
+    let strip = tmp.path().join("strip.png");
+    let img = image::GrayImage::from_fn(1, 100_000, |_, y| image::Luma([(y % 251) as u8]));
+    img.save(&strip).unwrap();
+    let out = classify(
+        &model_dir("tiny-gelu-p14"),
+        &[strip.to_str().unwrap(), "-l", "a,b", "--format", "csv"],
+    );
+    // Resizing it whole would make a 224 x 22,400,000 intermediate (5 GB).
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+}
+
+#[test]
+fn a_run_with_no_inputs_still_writes_the_header() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = classify(
+        &model_dir("tiny-gelu-p14"),
+        &[tmp.path().to_str().unwrap(), "-l", "a,b", "--format", "csv"],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_eq!(stdout(&out), "file,a,b,error\n");
+}

@@ -31,7 +31,7 @@ fn pixels_are_bit_exact_with_open_clip() {
             }
         }
     }
-    assert_eq!(checked, 42, "3 configs x 14 images");
+    assert_eq!(checked, 48, "3 configs x 16 images");
     assert!(
         failures.is_empty(),
         "pixels differ from open_clip:\n{}",

@@ -76,22 +76,25 @@ fn block_shapes(p: &str, d: usize, mlp: usize) -> Vec<(String, Vec<usize>)> {
 /// Reads the state dict, normalised as open_clip's `load_checkpoint` does, and checks it.
 pub fn load(path: &Path, cfg: &ModelConfig, device: &Device) -> Result<HashMap<String, Tensor>> {
     let is_safetensors = path.extension().is_some_and(|e| e == "safetensors");
+    // Names and shapes are checked from the file's index before any tensor data is read, so
+    // a wrong or huge file fails at once instead of after loading gigabytes.
     let tensors = if is_safetensors {
-        read_safetensors(path, device)
+        read_safetensors(path, device, cfg)
     } else {
-        read_pickle(path)
+        read_pickle(path, cfg)
     }
     .with_context(|| format!("cannot read weights {}", path.display()))?;
-    let tensors = normalise(tensors)?;
-    check(&tensors, cfg)
-        .with_context(|| format!("weights {} do not fit the model config", path.display()))?;
-    Ok(tensors)
+    normalise(tensors)
 }
 
 /// Reads each tensor straight from the file into its own buffer. Not memory-mapped: candle's
 /// CPU tensors own their storage, so a mapping would be a second resident copy of the weights
 /// (file pages count in RSS while mapped) on top of the tensors made from it.
-fn read_safetensors(path: &Path, device: &Device) -> Result<Vec<(String, Tensor)>> {
+fn read_safetensors(
+    path: &Path,
+    device: &Device,
+    cfg: &ModelConfig,
+) -> Result<Vec<(String, Tensor)>> {
     use std::os::unix::fs::FileExt;
     let file = std::fs::File::open(path)?;
     let mut len = [0u8; 8];
@@ -106,10 +109,24 @@ fn read_safetensors(path: &Path, device: &Device) -> Result<Vec<(String, Tensor)
         .context("truncated safetensors header")?;
     let meta: safetensors::tensor::Metadata =
         serde_json::from_slice(&header).context("invalid safetensors header")?;
+    let mut index: Vec<(String, Vec<usize>, usize)> = meta
+        .tensors()
+        .into_iter()
+        .map(|(n, i)| (n, i.shape.clone(), i.data_offsets.0))
+        .collect();
+    index.sort_by_key(|(_, _, offset)| *offset);
+    check(
+        index
+            .iter()
+            .map(|(n, shape, _)| (n.as_str(), shape.as_slice())),
+        cfg,
+    )?;
     let data_start = 8 + header_len as u64;
     let file_len = file.metadata()?.len();
-    let mut out = Vec::new();
-    for (name, info) in meta.tensors() {
+    let infos = meta.tensors();
+    let mut out = Vec::with_capacity(index.len());
+    for (name, _, _) in index {
+        let info = infos[&name];
         let (a, b) = info.data_offsets;
         if data_start + b as u64 > file_len || a > b {
             bail!("tensor `{name}` lies beyond the end of the file (truncated download?)");
@@ -132,7 +149,6 @@ fn read_safetensors(path: &Path, device: &Device) -> Result<Vec<(String, Tensor)
         .with_context(|| format!("tensor `{name}`"))?;
         out.push((name, t));
     }
-    out.sort_by_key(|(name, _)| meta.tensors().get(name).map_or(0, |i| i.data_offsets.0));
     Ok(out)
 }
 
@@ -147,7 +163,7 @@ fn safetensors_dtype(d: safetensors::Dtype) -> Result<DType> {
     })
 }
 
-fn read_pickle(path: &Path) -> Result<Vec<(String, Tensor)>> {
+fn read_pickle(path: &Path, cfg: &ModelConfig) -> Result<Vec<(String, Tensor)>> {
     use candle_core::pickle::{read_pth_tensor_info, PthTensors};
     // Training checkpoints wrap the state dict as {"state_dict": ...}; try the plain layout first.
     let mut key = None;
@@ -160,6 +176,10 @@ fn read_pickle(path: &Path) -> Result<Vec<(String, Tensor)>> {
     if infos.is_empty() {
         bail!("no tensors found: not a PyTorch state dict");
     }
+    check(
+        infos.iter().map(|i| (i.name.as_str(), i.layout.dims())),
+        cfg,
+    )?;
     let pth = PthTensors::new(path, key)?;
     infos
         .into_iter()
@@ -202,22 +222,38 @@ fn normalise(tensors: Vec<(String, Tensor)>) -> Result<HashMap<String, Tensor>> 
     Ok(out)
 }
 
-fn check(tensors: &HashMap<String, Tensor>, cfg: &ModelConfig) -> Result<()> {
+/// Every tensor the config needs, with its shape, and nothing else (`strict=True`), judged
+/// from (name, shape) pairs in file order, with open_clip's key normalisation applied.
+fn check<'a>(index: impl Iterator<Item = (&'a str, &'a [usize])>, cfg: &ModelConfig) -> Result<()> {
+    let mut index = index.peekable();
+    let ddp = index.peek().is_some_and(|(k, _)| k.starts_with("module"));
+    let shapes: HashMap<&str, &[usize]> = index
+        .map(|(k, shape)| {
+            (
+                if ddp {
+                    k.get(7..).unwrap_or_default()
+                } else {
+                    k
+                },
+                shape,
+            )
+        })
+        .collect();
     let expected = expected_shapes(cfg);
     for (name, shape) in &expected {
-        let t = tensors
-            .get(name)
-            .with_context(|| format!("tensor `{name}` (shape {shape:?}) is missing"))?;
-        if t.dims() != shape.as_slice() {
-            bail!(
-                "tensor `{name}` has shape {:?} in the weights, the config needs {shape:?}",
-                t.dims()
-            );
+        let got = *shapes.get(name.as_str()).with_context(|| {
+            format!("tensor `{name}` (shape {shape:?}) is missing from the weights")
+        })?;
+        // open_clip accepts logit_scale as 0-d or with one element.
+        let fits = got == shape.as_slice()
+            || (name == "logit_scale" && got.iter().product::<usize>() == 1);
+        if !fits {
+            bail!("tensor `{name}` has shape {got:?} in the weights, the config needs {shape:?}");
         }
     }
-    let mut unexpected: Vec<&str> = tensors
+    let mut unexpected: Vec<&str> = shapes
         .keys()
-        .map(String::as_str)
+        .copied()
         .filter(|k| !expected.iter().any(|(e, _)| e == k))
         .collect();
     if !unexpected.is_empty() {

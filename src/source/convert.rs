@@ -1,7 +1,7 @@
 //! The `.bin` -> `.safetensors` conversion cache: the PyTorch zip is slow to read (2.4 s more
 //! per cold start for ViT-L/14), so the first run writes its tensors as safetensors under
 //! `$WHYXRAY_CACHE` (else `$XDG_CACHE_HOME/whyxray`, else `~/.cache/whyxray`) and later runs read
-//! that. The key covers the `.bin`'s real path, size and modification time.
+//! that. The key covers the `.bin`'s real path, size, modification and change times and inode.
 
 use anyhow::{Context, Result};
 use candle_core::Tensor;
@@ -21,15 +21,21 @@ pub fn cache_dir() -> Option<PathBuf> {
 
 /// Where the converted copy of `bin` lives (whether or not it exists yet).
 pub fn converted_path(bin: &Path) -> Option<PathBuf> {
+    use std::os::unix::fs::MetadataExt;
     let real = std::fs::canonicalize(bin).ok()?;
-    let meta = std::fs::metadata(&real).ok()?;
-    let mtime = meta
-        .modified()
-        .ok()?
-        .duration_since(std::time::UNIX_EPOCH)
-        .ok()?
-        .as_nanos();
-    let key = format!("{}\0{}\0{mtime}", real.display(), meta.len());
+    let m = std::fs::metadata(&real).ok()?;
+    // ctime and the inode change on any rewrite, even one that restores mtime (cp -p, rsync -t).
+    let key = format!(
+        "{}\0{}\0{}.{}\0{}.{}\0{}:{}",
+        real.display(),
+        m.len(),
+        m.mtime(),
+        m.mtime_nsec(),
+        m.ctime(),
+        m.ctime_nsec(),
+        m.dev(),
+        m.ino()
+    );
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;
     for b in key.bytes() {
         h = (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3);
@@ -45,8 +51,20 @@ pub fn converted_path(bin: &Path) -> Option<PathBuf> {
 pub fn save(tensors: &HashMap<String, Tensor>, dest: &Path) -> Result<()> {
     let dir = dest.parent().context("cache path has no directory")?;
     std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
-    let tmp = dest.with_extension(format!("tmp{}", std::process::id()));
-    candle_core::safetensors::save(tensors, &tmp)
-        .with_context(|| format!("cannot write {}", tmp.display()))?;
-    std::fs::rename(&tmp, dest).with_context(|| format!("cannot rename into {}", dest.display()))
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos());
+    let tmp = dest.with_extension(format!("tmp.{}.{nanos}", std::process::id()));
+    let write = || -> Result<()> {
+        candle_core::safetensors::save(tensors, &tmp)
+            .with_context(|| format!("cannot write {}", tmp.display()))?;
+        std::fs::File::open(&tmp)?.sync_all()?;
+        std::fs::rename(&tmp, dest)
+            .with_context(|| format!("cannot rename into {}", dest.display()))
+    };
+    let result = write();
+    if result.is_err() {
+        let _ = std::fs::remove_file(&tmp); // a full disk must not keep a gigabyte of half file
+    }
+    result
 }

@@ -10,7 +10,7 @@ use std::io::Cursor;
 use std::path::Path;
 
 /// File extensions searched for in directories (case-insensitive).
-pub const EXTENSIONS: &[&str] = &["png", "jpg", "jpeg"];
+pub const EXTENSIONS: &[&str] = &["png", "jpg", "jpeg", "dcm", "dicom"];
 
 /// Images larger than this (20,000 x 20,000) are refused from their header, before any pixel
 /// buffer is allocated: a corrupt or hostile header must not take the machine's memory.
@@ -35,13 +35,16 @@ pub fn decode_bytes(bytes: &[u8]) -> Result<Decoded> {
     if bytes.is_empty() {
         bail!("empty file");
     }
+    if super::dicom::is_dicom(bytes) {
+        return super::dicom::decode(bytes);
+    }
     let reader = ImageReader::new(Cursor::new(bytes))
         .with_guessed_format()
         .context("cannot read image header")?;
     let format = match reader.format() {
         Some(f @ (ImageFormat::Png | ImageFormat::Jpeg)) => f,
-        Some(f) => bail!("unsupported image format {f:?} (PNG or JPEG)"),
-        None => bail!("not a PNG or JPEG image"),
+        Some(f) => bail!("unsupported image format {f:?} (PNG, JPEG or DICOM)"),
+        None => bail!("not a PNG, JPEG or DICOM image"),
     };
     let mut decoder = reader.into_decoder().context("cannot decode image")?;
     let (w, h) = decoder.dimensions();
@@ -162,7 +165,7 @@ mod tests {
     fn rejects_empty_and_non_images_with_a_cause() {
         assert!(format!("{:#}", decode_bytes(b"").unwrap_err()).contains("empty"));
         let err = format!("{:#}", decode_bytes(b"hello, not an image").unwrap_err());
-        assert!(err.contains("not a PNG or JPEG"), "{err}");
+        assert!(err.contains("not a PNG, JPEG or DICOM"), "{err}");
     }
 
     #[test]

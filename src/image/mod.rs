@@ -2,6 +2,7 @@
 //! normalise) -> the [3, S, S] tensor the vision tower takes.
 
 pub mod decode;
+mod dicom;
 mod jpeg;
 pub mod preprocess;
 pub mod resample;

@@ -3,6 +3,7 @@
 
 mod batch;
 mod cli;
+mod dicom;
 mod hub;
 mod model;
 mod preprocess;

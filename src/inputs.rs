@@ -80,14 +80,9 @@ impl std::str::FromStr for Shard {
 
 impl Shard {
     /// The key is the path relative to the directory it was found in (or as given), so every
-    /// machine splits the same way whatever its mount point or discovery order. FNV-1a 64:
-    /// fixed forever, unlike std's randomised hasher.
+    /// machine splits the same way whatever its mount point or discovery order.
     fn keeps(&self, key: &str) -> bool {
-        let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-        for b in key.bytes() {
-            h = (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3);
-        }
-        h % self.count == self.index
+        crate::fnv1a64(key.as_bytes()) % self.count == self.index
     }
 }
 

@@ -35,3 +35,11 @@ pub fn runtime_defaults() {
         std::env::set_var(VAR, "1000");
     }
 }
+
+/// FNV-1a, 64 bits: a hash fixed forever (unlike std's randomised one), for shard keys and
+/// cache file names that must agree across machines and runs.
+pub(crate) fn fnv1a64(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, &b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
+    })
+}

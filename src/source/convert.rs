@@ -36,10 +36,7 @@ pub fn converted_path(bin: &Path) -> Option<PathBuf> {
         m.dev(),
         m.ino()
     );
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for b in key.bytes() {
-        h = (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3);
-    }
+    let h = crate::fnv1a64(key.as_bytes());
     Some(
         cache_dir()?
             .join("converted")

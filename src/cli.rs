@@ -1,6 +1,7 @@
 //! Command line: clap definitions (the contract in shared/CLI.md) parsed once into a validated
 //! `Config`; nothing downstream sees raw strings.
 
+use crate::image::Window;
 use crate::inputs::{Filter, InputSpec, Shard};
 use crate::source::ModelRequest;
 use anyhow::{bail, Context, Result};
@@ -100,6 +101,11 @@ pub struct InputArgs {
     /// Images per forward pass; results are written one batch at a time.
     #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u32).range(1..=4096))]
     pub batch_size: u32,
+    /// How samples of more than 8 bits (DICOM, 12/16-bit PNG) become 8: auto (DICOM: the
+    /// file's window, else min-max), dicom, minmax, percentile:LO,HI, or none (8-bit data only).
+    /// 8-bit images are left as they are unless minmax or percentile is asked for.
+    #[arg(long, default_value = "auto", value_name = "WINDOW")]
+    pub window: Window,
     /// With -o FILE: keep the rows FILE already holds (failed ones are retried), append the rest.
     #[arg(long, requires = "output")]
     pub resume: bool,
@@ -178,6 +184,7 @@ pub struct RunConfig {
     pub batch_size: usize,
     pub jobs: usize,
     pub resume: bool,
+    pub window: Window,
 }
 
 #[derive(Debug, Clone)]
@@ -239,6 +246,7 @@ fn run_config(a: InputArgs) -> Result<RunConfig> {
         batch_size: a.batch_size as usize,
         jobs: a.jobs.map_or(cpus, |j| j as usize),
         resume: a.resume,
+        window: a.window,
     })
 }
 

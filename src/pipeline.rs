@@ -3,7 +3,7 @@
 //! a queue of one, so memory is set by the batch size, never by the dataset; batches come out
 //! in input order.
 
-use crate::image::{decode_file, preprocess_into};
+use crate::image::{decode_file_with, preprocess_into, Window};
 use crate::inputs::{Found, Input};
 use crate::model::config::PreprocessConfig;
 use crate::printer::Printer;
@@ -25,6 +25,7 @@ pub struct Settings {
     pub batch_size: usize,
     pub jobs: usize,
     pub preprocess: PreprocessConfig,
+    pub window: Window,
     /// Inputs already scored by an earlier run (`--resume`): not scored again.
     pub skip: Arc<HashSet<String>>,
 }
@@ -70,14 +71,14 @@ where
                         return;
                     }
                 };
-                let pp = &settings.preprocess;
+                let (pp, window) = (&settings.preprocess, settings.window);
                 let mut pixels = vec![0f32; inputs.len() * 3 * pp.size * pp.size];
                 let mut decode = || {
                     let slots = pixels.par_chunks_mut(3 * pp.size * pp.size);
                     inputs
                         .par_iter()
                         .zip(slots)
-                        .map(|(i, slot)| prepare(i, pp, slot))
+                        .map(|(i, slot)| prepare(i, pp, window, slot))
                         .collect()
                 };
                 let status = match &pool {
@@ -116,13 +117,19 @@ where
     Ok(inputs)
 }
 
-fn prepare(input: &Input, pp: &PreprocessConfig, slot: &mut [f32]) -> Result<(), String> {
+fn prepare(
+    input: &Input,
+    pp: &PreprocessConfig,
+    window: Window,
+    slot: &mut [f32],
+) -> Result<(), String> {
     if let Some(e) = &input.error {
         return Err(e.clone());
     }
     // A decoder bug must cost one row, not the run.
     let run = std::panic::AssertUnwindSafe(|| {
-        decode_file(std::path::Path::new(&input.path)).map(|d| preprocess_into(&d, pp, slot))
+        decode_file_with(std::path::Path::new(&input.path), window)
+            .map(|d| preprocess_into(&d, pp, slot))
     });
     match std::panic::catch_unwind(run) {
         Ok(result) => result.map_err(|e| format!("{e:#}")),

@@ -133,6 +133,7 @@ pub fn for_each_batch(
         batch_size: run.batch_size,
         jobs: run.jobs,
         preprocess: model.config.preprocess.clone(),
+        window: run.window,
         skip,
     };
     let batches = pipeline::start(discover(&run.inputs, true), settings, printer.clone())?;

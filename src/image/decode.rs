@@ -3,6 +3,7 @@
 //! and JPEG through libjpeg-turbo's decoder (MozJPEG), both bit-identical to Pillow's pixels.
 
 use super::resample::Image8;
+use super::window::{to_u8, Window};
 use anyhow::{bail, Context, Result};
 use image::metadata::Orientation;
 use image::{DynamicImage, ImageDecoder, ImageFormat, ImageReader};
@@ -22,21 +23,31 @@ pub struct Decoded {
     pub image: Image8,
     /// A palette PNG: Pillow resizes those with NEAREST whatever filter is asked for.
     pub palette: bool,
-    /// Significant bits of a 16-bit source that were scaled down to 8, if any.
-    pub scaled_from_bits: Option<u8>,
+    /// Samples of more than 8 bits were windowed down to 8 (`--window`).
+    pub windowed: bool,
 }
 
 pub fn decode_file(path: &Path) -> Result<Decoded> {
+    decode_file_with(path, Window::Auto)
+}
+
+pub fn decode_file_with(path: &Path, window: Window) -> Result<Decoded> {
     let bytes = std::fs::read(path).context("cannot read file")?;
-    decode_bytes(&bytes)
+    decode_bytes_with(&bytes, window)
 }
 
 pub fn decode_bytes(bytes: &[u8]) -> Result<Decoded> {
+    decode_bytes_with(bytes, Window::Auto)
+}
+
+/// `window` decides how samples of more than 8 bits become 8 (see `window::Window`); 8-bit
+/// images are left as they are unless it is `minmax` or `percentile`.
+pub fn decode_bytes_with(bytes: &[u8], window: Window) -> Result<Decoded> {
     if bytes.is_empty() {
         bail!("empty file");
     }
     if super::dicom::is_dicom(bytes) {
-        return super::dicom::decode(bytes);
+        return super::dicom::decode(bytes, window);
     }
     let reader = ImageReader::new(Cursor::new(bytes))
         .with_guessed_format()
@@ -79,56 +90,62 @@ pub fn decode_bytes(bytes: &[u8]) -> Result<Decoded> {
             _ => DynamicImage::ImageRgb8(img.into_rgb8()),
         };
     }
-    let sig_bits = if format == ImageFormat::Png {
-        png_significant_bits(bytes)
-    } else {
-        None
-    };
-    to_image8(img, palette, sig_bits)
+    to_image8(img, palette, window)
 }
 
-fn to_image8(img: DynamicImage, palette: bool, sig_bits: Option<u8>) -> Result<Decoded> {
+fn to_image8(img: DynamicImage, palette: bool, window: Window) -> Result<Decoded> {
     let (w, h) = (img.width() as usize, img.height() as usize);
-    let eight = |channels, data| {
-        Ok(Decoded {
-            image: Image8::new(w, h, channels, data),
-            palette,
-            scaled_from_bits: None,
-        })
-    };
-    match img {
-        DynamicImage::ImageLuma8(b) => eight(1, b.into_raw()),
-        DynamicImage::ImageLumaA8(b) => eight(2, b.into_raw()),
-        DynamicImage::ImageRgb8(b) => eight(3, b.into_raw()),
-        DynamicImage::ImageRgba8(b) => eight(4, b.into_raw()),
-        DynamicImage::ImageLuma16(b) => scale16(w, h, 1, &b.into_raw(), sig_bits),
-        DynamicImage::ImageLumaA16(b) => scale16(w, h, 2, &b.into_raw(), sig_bits),
-        DynamicImage::ImageRgb16(b) => scale16(w, h, 3, &b.into_raw(), sig_bits),
-        DynamicImage::ImageRgba16(b) => scale16(w, h, 4, &b.into_raw(), sig_bits),
+    let (channels, samples, windowed): (usize, Vec<f64>, bool) = match img {
+        DynamicImage::ImageLuma8(b) => (1, widen(&b.into_raw()), false),
+        DynamicImage::ImageLumaA8(b) => (2, widen(&b.into_raw()), false),
+        DynamicImage::ImageRgb8(b) => (3, widen(&b.into_raw()), false),
+        DynamicImage::ImageRgba8(b) => (4, widen(&b.into_raw()), false),
+        DynamicImage::ImageLuma16(b) => (1, widen(&b.into_raw()), true),
+        DynamicImage::ImageLumaA16(b) => (2, widen(&b.into_raw()), true),
+        DynamicImage::ImageRgb16(b) => (3, widen(&b.into_raw()), true),
+        DynamicImage::ImageRgba16(b) => (4, widen(&b.into_raw()), true),
         other => bail!("unsupported pixel format {:?}", other.color()),
-    }
-}
-
-/// 16-bit samples to 8 bits by their real bit depth (the PNG `sBIT` chunk, else 16), with
-/// rounding. Pillow instead clamps at 255, which turns a 12-bit X-ray white.
-fn scale16(
-    w: usize,
-    h: usize,
-    channels: usize,
-    data: &[u16],
-    sig_bits: Option<u8>,
-) -> Result<Decoded> {
-    let bits = sig_bits.filter(|b| (1..=16).contains(b)).unwrap_or(16);
-    let max = f64::from((1u32 << bits) - 1);
-    let data = data
-        .iter()
-        .map(|&v| (f64::from(v) * 255.0 / max).round().min(255.0) as u8)
-        .collect();
+    };
+    let data = if !windowed && matches!(window, Window::Auto | Window::Dicom | Window::None) {
+        samples.iter().map(|&v| v as u8).collect() // 8-bit data as it is: open_clip's pixels
+    } else {
+        window_colour(&samples, channels, window, !windowed)?
+    };
     Ok(Decoded {
         image: Image8::new(w, h, channels, data),
-        palette: false,
-        scaled_from_bits: Some(bits),
+        palette,
+        windowed,
     })
+}
+
+fn widen<T: Copy + Into<f64>>(v: &[T]) -> Vec<f64> {
+    v.iter().map(|&x| x.into()).collect()
+}
+
+/// Windows the colour samples together (one mapping for all channels, so hues keep their
+/// balance); an alpha channel is only rescaled to 8 bits.
+fn window_colour(
+    samples: &[f64],
+    channels: usize,
+    window: Window,
+    eight_bit: bool,
+) -> Result<Vec<u8>> {
+    let has_alpha = channels % 2 == 0;
+    let colour: Vec<f64> = samples
+        .chunks_exact(channels)
+        .flat_map(|px| px[..channels - usize::from(has_alpha)].iter().copied())
+        .collect();
+    let mapped = to_u8(&colour, window, None, eight_bit)?;
+    if !has_alpha {
+        return Ok(mapped);
+    }
+    let scale = if eight_bit { 1.0 } else { 255.0 / 65535.0 };
+    let n = channels - 1;
+    Ok(mapped
+        .chunks_exact(n)
+        .zip(samples.chunks_exact(channels))
+        .flat_map(|(c, px)| c.iter().copied().chain([(px[n] * scale).round() as u8]))
+        .collect())
 }
 
 /// PNG chunks as (type, data), up to the first IDAT; `None` on anything malformed.
@@ -151,12 +168,6 @@ fn png_header(bytes: &[u8]) -> (Option<u8>, Option<u8>) {
     }
 }
 
-fn png_significant_bits(bytes: &[u8]) -> Option<u8> {
-    png_chunks(bytes)
-        .find(|(k, _)| *k == b"sBIT")
-        .and_then(|(_, d)| d.iter().copied().max())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -169,10 +180,9 @@ mod tests {
     }
 
     #[test]
-    fn sixteen_bit_scales_by_significant_bits() {
-        let d = scale16(2, 1, 1, &[4095, 2048], Some(12)).unwrap();
-        assert_eq!(d.image.data, vec![255, 128]);
-        let d = scale16(2, 1, 1, &[65535, 257], None).unwrap();
-        assert_eq!(d.image.data, vec![255, 1]);
+    fn sixteen_bit_is_windowed_min_max_by_default_and_alpha_rescaled() {
+        let d = window_colour(&[1000.0, 65535.0, 3000.0, 0.0], 2, Window::Auto, false).unwrap();
+        assert_eq!(d, vec![0, 255, 255, 0]);
+        assert!(window_colour(&[1000.0, 3000.0], 1, Window::None, false).is_err());
     }
 }

@@ -6,6 +6,7 @@
 //! pixels in or out of DICOM (and Pillow's/pydicom's).
 
 use super::resample::Image8;
+use super::window::{to_u8, Window};
 use super::Decoded;
 use anyhow::{bail, Context, Result};
 use dicom_dictionary_std::tags;
@@ -20,7 +21,7 @@ pub fn is_dicom(bytes: &[u8]) -> bool {
 
 const JPEG_BASELINE: &[&str] = &["1.2.840.10008.1.2.4.50", "1.2.840.10008.1.2.4.51"];
 
-pub fn decode(bytes: &[u8]) -> Result<Decoded> {
+pub fn decode(bytes: &[u8], window: Window) -> Result<Decoded> {
     let obj = OpenFileOptions::new()
         .read_preamble(ReadPreamble::Always)
         .from_reader(bytes)
@@ -42,7 +43,10 @@ pub fn decode(bytes: &[u8]) -> Result<Decoded> {
     };
     let data = if monochrome {
         let rescaled = rescale(&obj, values);
-        let mut v = window(&obj, &rescaled);
+        let file_window = number(&obj, tags::WINDOW_CENTER).zip(number(&obj, tags::WINDOW_WIDTH));
+        let bits = number(&obj, tags::BITS_STORED).unwrap_or(16.0);
+        let in_range = rescaled.iter().all(|v| (0.0..=255.0).contains(v));
+        let mut v = to_u8(&rescaled, window, file_window, bits <= 8.0 && in_range)?;
         if pi == "MONOCHROME1" {
             v.iter_mut().for_each(|x| *x = 255 - *x);
         }
@@ -58,7 +62,7 @@ pub fn decode(bytes: &[u8]) -> Result<Decoded> {
     Ok(Decoded {
         image: Image8::new(width, height, channels, data),
         palette: false,
-        scaled_from_bits: None,
+        windowed: monochrome,
     })
 }
 
@@ -146,41 +150,4 @@ fn rescale(obj: &DefaultDicomObject, values: Vec<f64>) -> Vec<f64> {
         return values;
     }
     values.into_iter().map(|v| v * slope + intercept).collect()
-}
-
-/// VOI: the file's first window (DICOM's LINEAR function, PS3.3 C.11.2.1.2.1) to 0..255;
-/// without one, identity for data already in 0..255 at 8 bits stored, else min-max.
-fn window(obj: &DefaultDicomObject, values: &[f64]) -> Vec<u8> {
-    let to8 = |y: f64| y.clamp(0.0, 255.0).round() as u8;
-    let center = number(obj, tags::WINDOW_CENTER);
-    let width = number(obj, tags::WINDOW_WIDTH).filter(|w| *w >= 1.0);
-    if let (Some(c), Some(w)) = (center, width) {
-        let (lo, hi) = (c - 0.5 - (w - 1.0) / 2.0, c - 0.5 + (w - 1.0) / 2.0);
-        return values
-            .iter()
-            .map(|&x| {
-                if x <= lo {
-                    0
-                } else if x > hi {
-                    255
-                } else {
-                    to8(((x - (c - 0.5)) / (w - 1.0) + 0.5) * 255.0)
-                }
-            })
-            .collect();
-    }
-    let bits = number(obj, tags::BITS_STORED).unwrap_or(16.0);
-    let (min, max) = values
-        .iter()
-        .fold((f64::MAX, f64::MIN), |(a, b), &v| (a.min(v), b.max(v)));
-    if bits <= 8.0 && min >= 0.0 && max <= 255.0 {
-        return values.iter().map(|&v| to8(v)).collect();
-    }
-    if max <= min {
-        return vec![0; values.len()];
-    }
-    values
-        .iter()
-        .map(|&v| to8((v - min) / (max - min) * 255.0))
-        .collect()
 }

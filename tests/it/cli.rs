@@ -546,3 +546,32 @@ fn a_run_with_no_inputs_still_writes_the_header() {
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     assert_eq!(stdout(&out), "file,a,b,error\n");
 }
+
+#[test]
+fn window_option_none_refuses_high_bit_data_and_percentile_works() {
+    let png16 = "tests/data/nema_rg1_chest_16bit_half.png";
+    let m = model_dir("tiny-gelu-p14");
+    let none = classify(
+        &m,
+        &[
+            png16, PNG, "-l", "a,b", "--format", "csv", "--window", "none",
+        ],
+    );
+    assert_eq!(none.status.code(), Some(1), "{}", stderr(&none));
+    assert!(stdout(&none).contains("--window none needs 8-bit data"));
+    let pct = classify(
+        &m,
+        &[
+            png16,
+            "-l",
+            "a,b",
+            "--format",
+            "csv",
+            "--window",
+            "percentile:1,99",
+        ],
+    );
+    assert_eq!(pct.status.code(), Some(0), "{}", stderr(&pct));
+    let bad = classify(&m, &[png16, "-l", "a,b", "--window", "percentile:99,1"]);
+    assert_eq!(bad.status.code(), Some(2));
+}

@@ -47,17 +47,53 @@ fn exif_orientation_is_applied() {
 }
 
 #[test]
-fn sixteen_bit_png_is_scaled_by_bit_depth_not_clamped() {
+fn sixteen_bit_png_is_windowed_min_max_by_default_not_clamped() {
     let path = image_path("nema_rg1_chest_16bit_half.png", "data");
-    let raw = image::open(&path).unwrap().into_luma16();
+    let raw = image::open(&path).unwrap().into_luma16().into_raw();
     let d = decode_file(&path).unwrap();
-    assert_eq!(d.scaled_from_bits, Some(16));
+    assert!(d.windowed);
     assert_eq!((d.image.width, d.image.height), (921, 978));
-    for (got, v) in d.image.data.iter().zip(raw.as_raw()) {
-        assert_eq!(*got, (f64::from(*v) * 255.0 / 65535.0).round() as u8);
+    let (min, max) = (
+        f64::from(*raw.iter().min().unwrap()),
+        f64::from(*raw.iter().max().unwrap()),
+    );
+    for (got, v) in d.image.data.iter().zip(&raw) {
+        assert_eq!(
+            *got,
+            ((f64::from(*v) - min) / (max - min) * 255.0).round() as u8
+        );
     }
     // Pillow's convert("RGB") would clamp every value above 255 to white.
-    assert!(d.image.data.iter().all(|&v| v < 255));
+    let mean = d.image.data.iter().map(|&v| f64::from(v)).sum::<f64>() / d.image.data.len() as f64;
+    assert!(
+        (60.0..200.0).contains(&mean),
+        "a picture, not a white sheet: mean {mean}"
+    );
+}
+
+/// The derived PNG is `32767 - dcm[2y][2x]` (MONOCHROME1 made MONOCHROME2): windowed the same
+/// way (min-max), it must show the DICOM's picture, within rounding (its min and max come
+/// from every second pixel only).
+#[test]
+fn the_derived_16_bit_png_shows_the_dicom_s_picture() {
+    use whyxray::image::{decode_file_with, Window};
+    let png = decode_file_with(
+        &image_path("nema_rg1_chest_16bit_half.png", "data"),
+        Window::MinMax,
+    )
+    .unwrap();
+    let dcm_path = root().join("../shared/data/xray/dicom/nema_rg1_cr_chest_mono1_16bit.dcm");
+    let dcm = decode_file_with(&dcm_path, Window::MinMax).unwrap();
+    let (pw, dw) = (png.image.width, dcm.image.width);
+    let mut worst = 0i32;
+    for y in 0..png.image.height {
+        for x in 0..pw {
+            let a = i32::from(png.image.data[y * pw + x]);
+            let b = i32::from(dcm.image.data[2 * y * dw + 2 * x]);
+            worst = worst.max((a - b).abs());
+        }
+    }
+    assert!(worst <= 1, "max difference {worst} grey levels");
 }
 
 #[test]

@@ -2,7 +2,7 @@
 //! inference transform makes (Resize + CenterCrop or squash, convert("RGB"), ToTensor, Normalize).
 
 use super::decode::Decoded;
-use super::resample::{resize_nearest_window, resize_window, Image8};
+use super::resample::{crop_cols, crop_rows, resize_nearest_window, resize_window, Image8};
 use crate::model::config::{PreprocessConfig, ResizeMode};
 
 /// open_clip order: resize, crop, then RGB. Returns 1 (L) or 3 (RGB) channels, `size` square.
@@ -54,40 +54,11 @@ fn shortest_side_size(w: usize, h: usize, s: usize) -> (usize, usize) {
     }
 }
 
-/// torchvision `CenterCrop`: offsets `int(round((n - s) / 2))` with round-half-to-even; zero
-/// padding first where the image is smaller than the crop.
+/// torchvision `CenterCrop` of an image already at least `s` on both sides (shortest mode
+/// guarantees it; torchvision's zero padding for smaller images never arises).
 fn center_crop(img: &Image8, s: usize) -> Image8 {
-    let offset = |n: usize| -> isize { ((n as f64 - s as f64) / 2.0).round_ties_even() as isize };
-    let (top, left) = if img.height >= s && img.width >= s {
-        (offset(img.height), offset(img.width))
-    } else {
-        // torchvision pads (s - n) // 2 before, the rest after, then crops at 0.
-        let pad = |n: usize| -> isize {
-            if n >= s {
-                offset(n)
-            } else {
-                -(((s - n) / 2) as isize)
-            }
-        };
-        (pad(img.height), pad(img.width))
-    };
-    let c = img.channels;
-    let mut out = vec![0u8; s * s * c];
-    for y in 0..s {
-        let sy = y as isize + top;
-        if sy < 0 || sy >= img.height as isize {
-            continue;
-        }
-        for x in 0..s {
-            let sx = x as isize + left;
-            if sx < 0 || sx >= img.width as isize {
-                continue;
-            }
-            let src = (sy as usize * img.width + sx as usize) * c;
-            out[(y * s + x) * c..][..c].copy_from_slice(&img.data[src..src + c]);
-        }
-    }
-    Image8::new(s, s, c, out)
+    let (left, top) = (crop_offset(img.width, s), crop_offset(img.height, s));
+    crop_rows(&crop_cols(img, left..left + s), top..top + s)
 }
 
 /// Pillow `MULDIV255(v, alpha)`: RGBA -> RGBa.

@@ -204,7 +204,7 @@ pub fn resize_window(
     }
 }
 
-fn crop_cols(img: &Image8, cols: Range<usize>) -> Image8 {
+pub(crate) fn crop_cols(img: &Image8, cols: Range<usize>) -> Image8 {
     if cols == (0..img.width) {
         return img.clone();
     }
@@ -217,7 +217,7 @@ fn crop_cols(img: &Image8, cols: Range<usize>) -> Image8 {
     Image8::new(cols.len(), img.height, c, data)
 }
 
-fn crop_rows(img: &Image8, rows: Range<usize>) -> Image8 {
+pub(crate) fn crop_rows(img: &Image8, rows: Range<usize>) -> Image8 {
     let row = img.width * img.channels;
     Image8::new(
         img.width,

@@ -1,7 +1,7 @@
 //! Command line: clap definitions (the contract in shared/CLI.md) parsed once into a validated
 //! `Config`; nothing downstream sees raw strings.
 
-use crate::image::Window;
+use crate::image::{DecodeOptions, Window};
 use crate::inputs::{Filter, InputSpec, Shard};
 use crate::source::ModelRequest;
 use anyhow::{bail, Context, Result};
@@ -59,6 +59,37 @@ pub enum Command {
     /// L2-normalised image and/or text embeddings (float32).
     #[command(after_help = RESEARCH_ONLY)]
     Embed(EmbedArgs),
+    /// What decoding finds in each file and does to it (format, DICOM attributes, window,
+    /// value ranges); no model is loaded.
+    Inspect(InspectArgs),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum InspectFormat {
+    Text,
+    Jsonl,
+}
+
+#[derive(Debug, Args)]
+pub struct InspectArgs {
+    /// Image files, directories (searched recursively, sorted) or `-` for paths on stdin.
+    #[arg(value_name = "INPUT", required = true)]
+    pub inputs: Vec<String>,
+    /// text: one line per file; jsonl: one JSON object per file.
+    #[arg(long, value_enum, default_value = "text")]
+    pub format: InspectFormat,
+    /// As for classify: how samples of more than 8 bits become 8.
+    #[arg(long, default_value = "auto", value_name = "WINDOW")]
+    pub window: Window,
+    /// As for classify: which frame of multi-frame DICOMs.
+    #[arg(long, value_name = "N")]
+    pub frame: Option<u32>,
+    /// As for classify: the decode size limit.
+    #[arg(long, default_value_t = 400.0, value_name = "MP")]
+    pub max_megapixels: f64,
+    /// Write to FILE instead of stdout.
+    #[arg(short, long, value_name = "FILE")]
+    pub output: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -106,6 +137,13 @@ pub struct InputArgs {
     /// 8-bit images are left as they are unless minmax or percentile is asked for.
     #[arg(long, default_value = "auto", value_name = "WINDOW")]
     pub window: Window,
+    /// Which frame of multi-frame DICOMs to score (0-based) [default: 0, with a warning].
+    /// Files with fewer frames give an error row.
+    #[arg(long, value_name = "N")]
+    pub frame: Option<u32>,
+    /// Refuse images whose header declares more than this many megapixels (before decoding).
+    #[arg(long, default_value_t = 400.0, value_name = "MP")]
+    pub max_megapixels: f64,
     /// With -o FILE: keep the rows FILE already holds (failed ones are retried), append the rest.
     #[arg(long, requires = "output")]
     pub resume: bool,
@@ -175,6 +213,15 @@ pub struct Config {
 pub enum Task {
     Classify(ClassifyConfig),
     Embed(EmbedConfig),
+    Inspect(InspectConfig),
+}
+
+#[derive(Debug, Clone)]
+pub struct InspectConfig {
+    pub inputs: InputSpec,
+    pub format: InspectFormat,
+    pub decode: DecodeOptions,
+    pub output: Option<PathBuf>,
 }
 
 /// The images of a run and how to go through them.
@@ -184,7 +231,7 @@ pub struct RunConfig {
     pub batch_size: usize,
     pub jobs: usize,
     pub resume: bool,
-    pub window: Window,
+    pub decode: DecodeOptions,
 }
 
 #[derive(Debug, Clone)]
@@ -218,6 +265,15 @@ impl Cli {
         let task = match self.command {
             Command::Classify(a) => Task::Classify(classify_config(a)?),
             Command::Embed(a) => Task::Embed(embed_config(a)?),
+            Command::Inspect(a) => Task::Inspect(InspectConfig {
+                inputs: InputSpec {
+                    args: a.inputs,
+                    ..InputSpec::default()
+                },
+                format: a.format,
+                decode: decode_options(a.window, a.frame, a.max_megapixels)?,
+                output: a.output,
+            }),
         };
         Ok(Config {
             model,
@@ -246,7 +302,18 @@ fn run_config(a: InputArgs) -> Result<RunConfig> {
         batch_size: a.batch_size as usize,
         jobs: a.jobs.map_or(cpus, |j| j as usize),
         resume: a.resume,
-        window: a.window,
+        decode: decode_options(a.window, a.frame, a.max_megapixels)?,
+    })
+}
+
+pub fn decode_options(window: Window, frame: Option<u32>, max_mp: f64) -> Result<DecodeOptions> {
+    if !(max_mp.is_finite() && max_mp > 0.0) {
+        bail!("--max-megapixels must be a positive number, got {max_mp}");
+    }
+    Ok(DecodeOptions {
+        window,
+        frame,
+        max_pixels: (max_mp * 1e6) as u64,
     })
 }
 

@@ -3,7 +3,7 @@
 //! a queue of one, so memory is set by the batch size, never by the dataset; batches come out
 //! in input order.
 
-use crate::image::{decode_file_with, preprocess_into, Window};
+use crate::image::{decode_file_with, preprocess_into, DecodeOptions};
 use crate::inputs::{Found, Input};
 use crate::model::config::PreprocessConfig;
 use crate::printer::Printer;
@@ -25,7 +25,7 @@ pub struct Settings {
     pub batch_size: usize,
     pub jobs: usize,
     pub preprocess: PreprocessConfig,
-    pub window: Window,
+    pub decode: DecodeOptions,
     /// Inputs already scored by an earlier run (`--resume`): not scored again.
     pub skip: Arc<HashSet<String>>,
 }
@@ -71,14 +71,14 @@ where
                         return;
                     }
                 };
-                let (pp, window) = (&settings.preprocess, settings.window);
+                let (pp, opts) = (&settings.preprocess, &settings.decode);
                 let mut pixels = vec![0f32; inputs.len() * 3 * pp.size * pp.size];
                 let mut decode = || {
                     let slots = pixels.par_chunks_mut(3 * pp.size * pp.size);
                     inputs
                         .par_iter()
                         .zip(slots)
-                        .map(|(i, slot)| prepare(i, pp, window, slot))
+                        .map(|(i, slot)| prepare(i, pp, opts, slot, &printer))
                         .collect()
                 };
                 let status = match &pool {
@@ -120,16 +120,21 @@ where
 fn prepare(
     input: &Input,
     pp: &PreprocessConfig,
-    window: Window,
+    opts: &DecodeOptions,
     slot: &mut [f32],
+    printer: &Printer,
 ) -> Result<(), String> {
     if let Some(e) = &input.error {
         return Err(e.clone());
     }
     // A decoder bug must cost one row, not the run.
     let run = std::panic::AssertUnwindSafe(|| {
-        decode_file_with(std::path::Path::new(&input.path), window)
-            .map(|d| preprocess_into(&d, pp, slot))
+        decode_file_with(std::path::Path::new(&input.path), opts).map(|d| {
+            for note in &d.report.notes {
+                printer.warn(format_args!("{}: {note}", input.path));
+            }
+            preprocess_into(&d, pp, slot)
+        })
     });
     match std::panic::catch_unwind(run) {
         Ok(result) => result.map_err(|e| format!("{e:#}")),

@@ -4,6 +4,7 @@
 
 mod classify;
 mod embed;
+mod inspect;
 
 use crate::cli::{Config, DeviceChoice, RunConfig, Task};
 use crate::inputs::{discover, Found, Input};
@@ -31,11 +32,15 @@ pub fn run(config: Config) -> Result<Outcome> {
             std::process::exit(130);
         }
     });
+    if let Task::Inspect(c) = &config.task {
+        return inspect::run(c, &printer);
+    }
     let device = select_device(&config.device)?;
     let (model, files) = load_model(&config, &device, &printer)?;
     match &config.task {
         Task::Classify(c) => classify::run(c, &model, &files, &printer),
         Task::Embed(c) => embed::run(c, &model, &printer),
+        Task::Inspect(_) => unreachable!("inspect needs no model"),
     }
 }
 
@@ -133,7 +138,7 @@ pub fn for_each_batch(
         batch_size: run.batch_size,
         jobs: run.jobs,
         preprocess: model.config.preprocess.clone(),
-        window: run.window,
+        decode: run.decode,
         skip,
     };
     let batches = pipeline::start(discover(&run.inputs, true), settings, printer.clone())?;

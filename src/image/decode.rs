@@ -1,7 +1,9 @@
 //! Decode: an image file's bytes -> 8-bit pixels as Pillow would hand them to the resize, plus
-//! what the decoder had to decide (EXIF orientation, bit depth). PNG through the `image` crate
-//! and JPEG through libjpeg-turbo's decoder (MozJPEG), both bit-identical to Pillow's pixels.
+//! a report of what the decoder found and did (EXIF orientation, bit depth, window). PNG and
+//! TIFF through the `image` crate and JPEG through libjpeg-turbo's decoder (MozJPEG), all
+//! bit-identical to Pillow's 8-bit pixels; DICOM in `dicom.rs`.
 
+use super::report::{DecodeOptions, Report};
 use super::resample::Image8;
 use super::window::{to_u8, Window};
 use anyhow::{bail, Context, Result};
@@ -11,11 +13,7 @@ use std::io::Cursor;
 use std::path::Path;
 
 /// File extensions searched for in directories (case-insensitive).
-pub const EXTENSIONS: &[&str] = &["png", "jpg", "jpeg", "dcm", "dicom"];
-
-/// Images larger than this (20,000 x 20,000) are refused from their header, before any pixel
-/// buffer is allocated: a corrupt or hostile header must not take the machine's memory.
-pub const MAX_PIXELS: u64 = 400_000_000;
+pub const EXTENSIONS: &[&str] = &["png", "jpg", "jpeg", "tif", "tiff", "dcm", "dicom"];
 
 #[derive(Debug, Clone)]
 pub struct Decoded {
@@ -23,48 +21,46 @@ pub struct Decoded {
     pub image: Image8,
     /// A palette PNG: Pillow resizes those with NEAREST whatever filter is asked for.
     pub palette: bool,
-    /// Samples of more than 8 bits were windowed down to 8 (`--window`).
-    pub windowed: bool,
+    /// What was found and done.
+    pub report: Report,
 }
 
 pub fn decode_file(path: &Path) -> Result<Decoded> {
-    decode_file_with(path, Window::Auto)
+    decode_file_with(path, &DecodeOptions::default())
 }
 
-pub fn decode_file_with(path: &Path, window: Window) -> Result<Decoded> {
+pub fn decode_file_with(path: &Path, opts: &DecodeOptions) -> Result<Decoded> {
     let bytes = std::fs::read(path).context("cannot read file")?;
-    decode_bytes_with(&bytes, window)
+    decode_bytes_with(&bytes, opts)
 }
 
 pub fn decode_bytes(bytes: &[u8]) -> Result<Decoded> {
-    decode_bytes_with(bytes, Window::Auto)
+    decode_bytes_with(bytes, &DecodeOptions::default())
 }
 
-/// `window` decides how samples of more than 8 bits become 8 (see `window::Window`); 8-bit
-/// images are left as they are unless it is `minmax` or `percentile`.
-pub fn decode_bytes_with(bytes: &[u8], window: Window) -> Result<Decoded> {
+/// `opts.window` decides how samples of more than 8 bits become 8 (see `window::Window`);
+/// 8-bit images are left as they are unless it is `minmax`, `percentile` or `cw`.
+pub fn decode_bytes_with(bytes: &[u8], opts: &DecodeOptions) -> Result<Decoded> {
     if bytes.is_empty() {
         bail!("empty file");
     }
     if super::dicom::is_dicom(bytes) {
-        return super::dicom::decode(bytes, window);
+        return super::dicom::decode(bytes, opts);
     }
     let reader = ImageReader::new(Cursor::new(bytes))
         .with_guessed_format()
         .context("cannot read image header")?;
     let format = match reader.format() {
-        Some(f @ (ImageFormat::Png | ImageFormat::Jpeg)) => f,
-        Some(f) => bail!("unsupported image format {f:?} (PNG, JPEG or DICOM)"),
-        None => bail!("not a PNG, JPEG or DICOM image"),
+        Some(f @ (ImageFormat::Png | ImageFormat::Jpeg | ImageFormat::Tiff)) => f,
+        Some(f) => bail!("unsupported image format {f:?} (PNG, JPEG, TIFF or DICOM)"),
+        None => bail!("not a PNG, JPEG, TIFF or DICOM image"),
     };
+    if opts.frame.is_some_and(|f| f > 0) {
+        bail!("--frame asks for a frame this single-frame image does not have");
+    }
     let mut decoder = reader.into_decoder().context("cannot decode image")?;
     let (w, h) = decoder.dimensions();
-    if u64::from(w) * u64::from(h) > MAX_PIXELS {
-        bail!(
-            "image is {w} x {h} pixels, over the {}-megapixel limit",
-            MAX_PIXELS / 1_000_000
-        );
-    }
+    check_size(u64::from(w), u64::from(h), opts.max_pixels)?;
     let orientation = decoder.orientation().unwrap_or(Orientation::NoTransforms);
     let mut img = match format {
         ImageFormat::Jpeg => super::jpeg::decode(bytes)?,
@@ -90,7 +86,26 @@ pub fn decode_bytes_with(bytes: &[u8], window: Window) -> Result<Decoded> {
             _ => DynamicImage::ImageRgb8(img.into_rgb8()),
         };
     }
-    to_image8(img, palette, window)
+    let mut decoded = to_image8(img, palette, opts.window)?;
+    decoded.report.format = match format {
+        ImageFormat::Png => "PNG",
+        ImageFormat::Jpeg => "JPEG",
+        _ => "TIFF",
+    };
+    decoded.report.orientation =
+        (orientation != Orientation::NoTransforms).then(|| format!("{orientation:?}"));
+    Ok(decoded)
+}
+
+/// Refuses a declared size over the budget, before anything is allocated for it.
+pub fn check_size(w: u64, h: u64, max_pixels: u64) -> Result<()> {
+    if w.saturating_mul(h) > max_pixels {
+        bail!(
+            "image is {w} x {h} pixels, over the {}-megapixel limit (--max-megapixels)",
+            max_pixels as f64 / 1e6
+        );
+    }
+    Ok(())
 }
 
 fn to_image8(img: DynamicImage, palette: bool, window: Window) -> Result<Decoded> {
@@ -106,15 +121,36 @@ fn to_image8(img: DynamicImage, palette: bool, window: Window) -> Result<Decoded
         DynamicImage::ImageRgba16(b) => (4, widen(&b.into_raw()), true),
         other => bail!("unsupported pixel format {:?}", other.color()),
     };
-    let data = if !windowed && matches!(window, Window::Auto | Window::Dicom | Window::None) {
-        samples.iter().map(|&v| v as u8).collect() // 8-bit data as it is: open_clip's pixels
+    let (data, how) = if !windowed && matches!(window, Window::Auto | Window::Dicom | Window::None)
+    {
+        // 8-bit data as it is: open_clip's pixels.
+        let data = samples.iter().map(|&v| v as u8).collect();
+        (data, "none (8-bit data)".to_string())
     } else {
         window_colour(&samples, channels, window, !windowed)?
     };
+    let mut report = Report {
+        photometric: match (palette, channels) {
+            (true, _) => "P (palette or 1-bit)",
+            (_, 1) => "L",
+            (_, 2) => "LA",
+            (_, 3) => "RGB",
+            _ => "RGBA",
+        }
+        .to_string(),
+        bits_stored: if windowed { 16 } else { 8 },
+        window: how,
+        frames: 1,
+        width: w,
+        height: h,
+        channels,
+        ..Report::default()
+    };
+    report.set_ranges(&samples, &data);
     Ok(Decoded {
         image: Image8::new(w, h, channels, data),
         palette,
-        windowed,
+        report,
     })
 }
 
@@ -129,23 +165,24 @@ fn window_colour(
     channels: usize,
     window: Window,
     eight_bit: bool,
-) -> Result<Vec<u8>> {
+) -> Result<(Vec<u8>, String)> {
     let has_alpha = channels % 2 == 0;
     let colour: Vec<f64> = samples
         .chunks_exact(channels)
         .flat_map(|px| px[..channels - usize::from(has_alpha)].iter().copied())
         .collect();
-    let mapped = to_u8(&colour, window, None, eight_bit)?;
+    let (mapped, how) = to_u8(&colour, window, None, eight_bit)?;
     if !has_alpha {
-        return Ok(mapped);
+        return Ok((mapped, how));
     }
     let scale = if eight_bit { 1.0 } else { 255.0 / 65535.0 };
     let n = channels - 1;
-    Ok(mapped
+    let data = mapped
         .chunks_exact(n)
         .zip(samples.chunks_exact(channels))
         .flat_map(|(c, px)| c.iter().copied().chain([(px[n] * scale).round() as u8]))
-        .collect())
+        .collect();
+    Ok((data, how))
 }
 
 /// PNG chunks as (type, data), up to the first IDAT; `None` on anything malformed.
@@ -176,13 +213,13 @@ mod tests {
     fn rejects_empty_and_non_images_with_a_cause() {
         assert!(format!("{:#}", decode_bytes(b"").unwrap_err()).contains("empty"));
         let err = format!("{:#}", decode_bytes(b"hello, not an image").unwrap_err());
-        assert!(err.contains("not a PNG, JPEG or DICOM"), "{err}");
+        assert!(err.contains("not a PNG, JPEG, TIFF or DICOM"), "{err}");
     }
 
     #[test]
     fn sixteen_bit_is_windowed_min_max_by_default_and_alpha_rescaled() {
         let d = window_colour(&[1000.0, 65535.0, 3000.0, 0.0], 2, Window::Auto, false).unwrap();
-        assert_eq!(d, vec![0, 255, 255, 0]);
+        assert_eq!(d.0, vec![0, 255, 255, 0]);
         assert!(window_colour(&[1000.0, 3000.0], 1, Window::None, false).is_err());
     }
 }

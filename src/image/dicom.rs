@@ -1,17 +1,20 @@
 //! Decode (DICOM): a DICOM file -> 8-bit grey or RGB pixels, applying in the standard's order
-//! the modality LUT (rescale slope/intercept), the VOI window (the file's own center/width;
-//! identity for 8-bit data without one, min-max otherwise) and the MONOCHROME1 inversion, with
-//! BitsStored and signedness respected. dicom-rs parses and decodes; JPEG baseline frames go
-//! through the same libjpeg-turbo decoder as JPEG files, so a JPEG stream gives identical
-//! pixels in or out of DICOM (and Pillow's/pydicom's).
+//! the modality LUT (rescale slope/intercept), the VOI transform (the file's VOI LUT Sequence,
+//! else its window center/width; identity for 8-bit data without either, min-max otherwise;
+//! or what `--window` asks for) and the MONOCHROME1 inversion, with BitsStored and signedness
+//! respected. dicom-rs parses and decodes (JPEG 2000 through the pure-Rust openjp2); JPEG
+//! baseline frames go through the same libjpeg-turbo decoder as JPEG files, so a JPEG stream
+//! gives identical pixels in or out of DICOM (and Pillow's/pydicom's).
 
+use super::decode::check_size;
+use super::report::{DecodeOptions, Report};
 use super::resample::Image8;
 use super::window::{to_u8, Window};
 use super::Decoded;
 use anyhow::{bail, Context, Result};
 use dicom_dictionary_std::tags;
 use dicom_object::file::ReadPreamble;
-use dicom_object::{DefaultDicomObject, OpenFileOptions, Tag};
+use dicom_object::{DefaultDicomObject, InMemDicomObject, OpenFileOptions, Tag};
 use dicom_pixeldata::{ConvertOptions, ModalityLutOption, PixelDecoder, VoiLutOption};
 
 /// A DICOM Part 10 file: 128-byte preamble, then `DICM`.
@@ -21,7 +24,8 @@ pub fn is_dicom(bytes: &[u8]) -> bool {
 
 const JPEG_BASELINE: &[&str] = &["1.2.840.10008.1.2.4.50", "1.2.840.10008.1.2.4.51"];
 
-pub fn decode(bytes: &[u8], window: Window) -> Result<Decoded> {
+pub fn decode(bytes: &[u8], opts: &DecodeOptions) -> Result<Decoded> {
+    check_lengths(bytes)?;
     let obj = OpenFileOptions::new()
         .read_preamble(ReadPreamble::Always)
         .from_reader(bytes)
@@ -35,43 +39,86 @@ pub fn decode(bytes: &[u8], window: Window) -> Result<Decoded> {
         .trim_end_matches(['\0', ' '])
         .to_string();
     let pi = text(&obj, tags::PHOTOMETRIC_INTERPRETATION).unwrap_or_default();
-    let monochrome = pi == "MONOCHROME1" || pi == "MONOCHROME2";
-    let (values, width, height, channels) = if JPEG_BASELINE.contains(&ts.as_str()) {
-        jpeg_frame(&obj)?
-    } else {
-        native_frame(&obj, &ts)?
+    let (rows, cols) = (
+        number(&obj, tags::ROWS).unwrap_or(0.0),
+        number(&obj, tags::COLUMNS).unwrap_or(0.0),
+    );
+    check_size(cols as u64, rows as u64, opts.max_pixels)?;
+    let frames = number(&obj, tags::NUMBER_OF_FRAMES).map_or(1, |n| n.max(1.0) as u32);
+    let frame = opts.frame.unwrap_or(0);
+    if frame >= frames {
+        bail!("--frame {frame} asked for, but this DICOM has {frames} frame(s)");
+    }
+    let mut report = Report {
+        format: "DICOM",
+        transfer_syntax: Some(ts.clone()),
+        modality: text(&obj, tags::MODALITY),
+        photometric: pi.clone(),
+        bits_stored: number(&obj, tags::BITS_STORED).unwrap_or(16.0) as u16,
+        signed: Some(number(&obj, tags::PIXEL_REPRESENTATION) == Some(1.0)),
+        frames,
+        frame,
+        ..Report::default()
     };
-    let data = if monochrome {
-        let rescaled = rescale(&obj, values);
-        let file_window = number(&obj, tags::WINDOW_CENTER).zip(number(&obj, tags::WINDOW_WIDTH));
-        let bits = number(&obj, tags::BITS_STORED).unwrap_or(16.0);
-        let in_range = rescaled.iter().all(|v| (0.0..=255.0).contains(v));
-        let mut v = to_u8(&rescaled, window, file_window, bits <= 8.0 && in_range)?;
-        if pi == "MONOCHROME1" {
-            v.iter_mut().for_each(|x| *x = 255 - *x);
+    if frames > 1 && opts.frame.is_none() {
+        report.notes.push(format!(
+            "multi-frame DICOM ({frames} frames): only frame 0 is used (--frame N picks another)"
+        ));
+    }
+    let (values, width, height, channels, decoded_pi) = if JPEG_BASELINE.contains(&ts.as_str()) {
+        let (v, w, h, c) = jpeg_frame(&obj, frame, frames)?;
+        // libjpeg hands back RGB whatever the colour space of the stream.
+        (v, w, h, c, if c == 3 { "RGB".into() } else { pi.clone() })
+    } else {
+        native_frame(&obj, &ts, frame)?
+    };
+    let data = match decoded_pi.as_str() {
+        "MONOCHROME1" | "MONOCHROME2" if channels == 1 => {
+            let rescaled = rescale(&obj, values, &mut report);
+            let eight_bit =
+                report.bits_stored <= 8 && rescaled.iter().all(|v| (0.0..=255.0).contains(v));
+            let (mut v, how) = voi(&obj, &rescaled, opts.window, eight_bit)?;
+            if pi == "MONOCHROME1" {
+                v.iter_mut().for_each(|x| *x = 255 - *x);
+                report.inverted = true;
+            }
+            report.window = how;
+            report.set_ranges(&rescaled, &v);
+            v
         }
-        v
-    } else if channels == 3 && (pi == "RGB" || JPEG_BASELINE.contains(&ts.as_str())) {
-        values
-            .iter()
-            .map(|v| v.round().clamp(0.0, 255.0) as u8)
-            .collect()
-    } else {
-        bail!("unsupported DICOM photometric interpretation {pi:?} ({channels} samples per pixel)");
+        "RGB" | "YBR_FULL" if channels == 3 => {
+            let rgb = if decoded_pi == "YBR_FULL" {
+                ybr_full_to_rgb(&values)
+            } else {
+                values
+            };
+            let v: Vec<u8> = rgb
+                .iter()
+                .map(|x| (x + 0.5).floor().clamp(0.0, 255.0) as u8)
+                .collect();
+            report.window = "none (8-bit colour)".into();
+            report.set_ranges(&rgb, &v);
+            v
+        }
+        _ => bail!(
+            "unsupported DICOM photometric interpretation {pi:?} with {channels} sample(s) per pixel \
+             (transfer syntax {ts})"
+        ),
     };
+    (report.width, report.height, report.channels) = (width, height, channels);
     Ok(Decoded {
         image: Image8::new(width, height, channels, data),
         palette: false,
-        windowed: monochrome,
+        report,
     })
 }
 
-fn text(obj: &DefaultDicomObject, tag: Tag) -> Option<String> {
+fn text(obj: &InMemDicomObject, tag: Tag) -> Option<String> {
     Some(obj.element(tag).ok()?.to_str().ok()?.trim().to_string())
 }
 
 /// The first value of a (possibly multi-valued) numeric attribute.
-fn number(obj: &DefaultDicomObject, tag: Tag) -> Option<f64> {
+fn number(obj: &InMemDicomObject, tag: Tag) -> Option<f64> {
     obj.element(tag)
         .ok()?
         .to_multi_float64()
@@ -82,11 +129,16 @@ fn number(obj: &DefaultDicomObject, tag: Tag) -> Option<f64> {
 
 type Frame = (Vec<f64>, usize, usize, usize);
 
-/// The first frame's samples as stored (signedness and BitsStored applied, no rescale).
-fn native_frame(obj: &DefaultDicomObject, ts: &str) -> Result<Frame> {
-    let decoded = obj
-        .decode_pixel_data_frame(0)
-        .with_context(|| format!("cannot decode DICOM pixel data (transfer syntax {ts})"))?;
+/// One frame's samples as stored (signedness and BitsStored applied, no rescale), and their
+/// photometric interpretation after decoding (a codec may have turned YBR into RGB).
+fn native_frame(
+    obj: &DefaultDicomObject,
+    ts: &str,
+    frame: u32,
+) -> Result<(Vec<f64>, usize, usize, usize, String)> {
+    let decoded = obj.decode_pixel_data_frame(frame).with_context(|| {
+        format!("cannot decode DICOM pixel data (unsupported or damaged; transfer syntax {ts})")
+    })?;
     let opts = ConvertOptions::new()
         .with_modality_lut(ModalityLutOption::None)
         .with_voi_lut(VoiLutOption::Identity);
@@ -104,25 +156,23 @@ fn native_frame(obj: &DefaultDicomObject, ts: &str) -> Result<Frame> {
             values.len()
         );
     }
-    Ok((values, w, h, c))
+    let pi = decoded.photometric_interpretation().to_string();
+    Ok((values, w, h, c, pi))
 }
 
-/// JPEG baseline: the first frame's fragments decoded as a JPEG file would be.
-fn jpeg_frame(obj: &DefaultDicomObject) -> Result<Frame> {
+/// JPEG baseline: one frame's fragments decoded as a JPEG file would be.
+fn jpeg_frame(obj: &DefaultDicomObject, frame: u32, frames: u32) -> Result<Frame> {
     let pixel_data = obj.element(tags::PIXEL_DATA)?;
-    let fragments = pixel_data
-        .value()
+    let value = pixel_data.value();
+    let fragments = value
         .fragments()
         .context("JPEG DICOM without encapsulated fragments")?;
-    let frames = number(obj, tags::NUMBER_OF_FRAMES).unwrap_or(1.0);
-    // One frame: all fragments are its stream. Several: take fragments up to the first EOI.
-    let mut stream = Vec::new();
-    for f in fragments {
-        stream.extend_from_slice(f);
-        if frames > 1.0 && f.windows(2).any(|w| w == [0xFF, 0xD9]) {
-            break;
-        }
-    }
+    let stream = frame_stream(
+        fragments,
+        value.offset_table().unwrap_or(&[]),
+        frame,
+        frames,
+    )?;
     let img = super::jpeg::decode(&stream).context("JPEG frame inside DICOM")?;
     let (w, h) = (img.width() as usize, img.height() as usize);
     let (values, c): (Vec<f64>, usize) = match img {
@@ -142,12 +192,244 @@ fn jpeg_frame(obj: &DefaultDicomObject) -> Result<Frame> {
     Ok((values, w, h, c))
 }
 
+/// The bytes of frame `n`: all fragments for a single frame; one fragment per frame when the
+/// counts agree; else the fragments the basic offset table points at (offsets count 8 bytes
+/// of item header per fragment).
+fn frame_stream(fragments: &[Vec<u8>], offsets: &[u32], n: u32, frames: u32) -> Result<Vec<u8>> {
+    let n = n as usize;
+    if frames == 1 {
+        return Ok(fragments.concat());
+    }
+    if fragments.len() == frames as usize {
+        return Ok(fragments[n].clone());
+    }
+    let Some(&start) = offsets.get(n) else {
+        bail!(
+            "multi-frame JPEG DICOM with {frames} frames in {} fragments and no offset table",
+            fragments.len()
+        );
+    };
+    let end = offsets.get(n + 1).copied().unwrap_or(u32::MAX);
+    let mut pos = 0u64;
+    let mut stream = Vec::new();
+    for f in fragments {
+        if (u64::from(start)..u64::from(end)).contains(&pos) {
+            stream.extend_from_slice(f);
+        }
+        pos += 8 + f.len() as u64;
+    }
+    if stream.is_empty() {
+        bail!("the offset table points frame {n} past the pixel data");
+    }
+    Ok(stream)
+}
+
 /// Modality LUT: `v * RescaleSlope + RescaleIntercept` (defaults 1 and 0).
-fn rescale(obj: &DefaultDicomObject, values: Vec<f64>) -> Vec<f64> {
-    let slope = number(obj, tags::RESCALE_SLOPE).unwrap_or(1.0);
-    let intercept = number(obj, tags::RESCALE_INTERCEPT).unwrap_or(0.0);
+fn rescale(obj: &InMemDicomObject, values: Vec<f64>, report: &mut Report) -> Vec<f64> {
+    let slope = number(obj, tags::RESCALE_SLOPE);
+    let intercept = number(obj, tags::RESCALE_INTERCEPT);
+    if slope.is_some() || intercept.is_some() {
+        report.rescale = Some([slope.unwrap_or(1.0), intercept.unwrap_or(0.0)]);
+    }
+    let (slope, intercept) = (slope.unwrap_or(1.0), intercept.unwrap_or(0.0));
     if slope == 1.0 && intercept == 0.0 {
         return values;
     }
     values.into_iter().map(|v| v * slope + intercept).collect()
+}
+
+/// The VOI transform. With `auto`/`dicom`, a VOI LUT Sequence wins over a window when both
+/// are present, as in pydicom's `apply_voi_lut`; other `--window` values are applied as asked.
+fn voi(
+    obj: &InMemDicomObject,
+    values: &[f64],
+    window: Window,
+    eight_bit: bool,
+) -> Result<(Vec<u8>, String)> {
+    if matches!(window, Window::Auto | Window::Dicom) {
+        if let Some(item) = obj
+            .element(tags::VOILUT_SEQUENCE)
+            .ok()
+            .and_then(|e| e.items())
+            .and_then(|items| items.first())
+        {
+            return voi_lut(item, values);
+        }
+    }
+    let file_window = number(obj, tags::WINDOW_CENTER).zip(number(obj, tags::WINDOW_WIDTH));
+    to_u8(values, window, file_window, eight_bit)
+}
+
+/// The first VOI LUT: values below its first mapped value take entry 0, above its end the
+/// last entry (PS3.3 C.11.2.1.1); entries of `depth` bits are scaled onto 0..255.
+fn voi_lut(item: &InMemDicomObject, values: &[f64]) -> Result<(Vec<u8>, String)> {
+    let descriptor: Vec<i64> = item
+        .element(tags::LUT_DESCRIPTOR)
+        .ok()
+        .and_then(|e| e.to_multi_int().ok())
+        .filter(|d: &Vec<i64>| d.len() == 3)
+        .context("VOI LUT without a valid LUT Descriptor")?;
+    let entries = if descriptor[0] == 0 {
+        65536
+    } else {
+        descriptor[0] as usize
+    };
+    // The first mapped value is US or SS: a stored 65535 may mean -1.
+    let first = descriptor[1];
+    let depth = descriptor[2];
+    if !(8..=16).contains(&depth) {
+        bail!("VOI LUT with {depth} bits per entry is not supported");
+    }
+    let lut: Vec<f64> = item
+        .element(tags::LUT_DATA)
+        .ok()
+        .and_then(|e| e.to_multi_int::<u16>().ok())
+        .context("VOI LUT without readable LUT Data")?
+        .into_iter()
+        .map(f64::from)
+        .collect();
+    if lut.len() < entries {
+        bail!(
+            "VOI LUT has {} entries, its descriptor says {entries}",
+            lut.len()
+        );
+    }
+    let top = ((1u32 << depth) - 1) as f64;
+    let out = values
+        .iter()
+        .map(|&v| {
+            let i = (v - first as f64).floor().clamp(0.0, (entries - 1) as f64) as usize;
+            (lut[i] / top * 255.0).round().clamp(0.0, 255.0) as u8
+        })
+        .collect();
+    Ok((
+        out,
+        format!("dicom VOI LUT ({entries} entries from {first}, {depth}-bit)"),
+    ))
+}
+
+/// YBR_FULL (PS3.3 C.7.6.3.1.2) to RGB, for uncompressed colour DICOM, with pydicom's
+/// coefficients (`convert_color_space`), rounded half up by the caller.
+fn ybr_full_to_rgb(values: &[f64]) -> Vec<f64> {
+    let (gb, gr) = (-0.114 * 1.772 / 0.587, -0.299 * 1.402 / 0.587);
+    values
+        .chunks_exact(3)
+        .flat_map(|p| {
+            let (y, cb, cr) = (p[0], p[1] - 128.0, p[2] - 128.0);
+            [y + 1.402 * cr, y + gb * cb + gr * cr, y + 1.772 * cb]
+        })
+        .collect()
+}
+
+/// Walks the file's element headers and refuses any element that declares more bytes than
+/// the file has left. dicom-rs allocates (and zero-fills) a value's declared length before
+/// reading it, so a corrupt 6 KB file could otherwise take 4 GB and seconds per decode thread
+/// (found by the decode fuzzer). Where the walk cannot follow the encoding (deflate, big
+/// endian, UN of undefined length) it stops and leaves the rest to dicom-rs.
+fn check_lengths(bytes: &[u8]) -> Result<()> {
+    let u16_at = |p: usize| {
+        bytes
+            .get(p..p + 2)
+            .map(|b| u16::from_le_bytes([b[0], b[1]]))
+    };
+    let u32_at = |p: usize| {
+        bytes
+            .get(p..p + 4)
+            .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+    };
+    let mut pos = 132;
+    let mut explicit = true;
+    let mut in_meta = true;
+    // Inside encapsulated pixel data, items are fragments of raw bytes, not datasets.
+    let mut fragments = false;
+    while let (Some(group), Some(element)) = (u16_at(pos), u16_at(pos + 2)) {
+        if in_meta && group != 0x0002 {
+            in_meta = false;
+            let ts = meta_transfer_syntax(&bytes[..pos]);
+            match ts.as_deref() {
+                Some("1.2.840.10008.1.2") => explicit = false,
+                Some("1.2.840.10008.1.2.1.99" | "1.2.840.10008.1.2.2") => return Ok(()),
+                _ => {}
+            }
+        }
+        // Items and delimiters: a tag and a 4-byte length, no VR. Dataset items are stepped
+        // into; fragments are checked and skipped; the sequence delimiter ends the fragments.
+        if group == 0xFFFE {
+            let len = u32_at(pos + 4).unwrap_or(0);
+            pos += 8;
+            if element == 0xE0DD {
+                fragments = false;
+            } else if fragments && element == 0xE000 {
+                check_fits(group, element, len, bytes.len().saturating_sub(pos))?;
+                pos += len as usize;
+            }
+            continue;
+        }
+        let (vr, len, header) = if explicit {
+            let vr = bytes.get(pos + 4..pos + 6).unwrap_or_default();
+            if matches!(
+                vr,
+                b"OB"
+                    | b"OD"
+                    | b"OF"
+                    | b"OL"
+                    | b"OV"
+                    | b"OW"
+                    | b"SQ"
+                    | b"UC"
+                    | b"UN"
+                    | b"UR"
+                    | b"UT"
+                    | b"SV"
+                    | b"UV"
+            ) {
+                (vr, u32_at(pos + 8), 12)
+            } else {
+                (vr, u16_at(pos + 6).map(u32::from), 8)
+            }
+        } else {
+            (&b""[..], u32_at(pos + 4), 8)
+        };
+        let Some(len) = len else { break };
+        pos += header;
+        if len == u32::MAX {
+            if vr == b"UN" {
+                return Ok(());
+            }
+            // A sequence or encapsulated pixel data: its items follow.
+            fragments = vr != b"SQ" && (group, element) == (0x7FE0, 0x0010);
+            continue;
+        }
+        check_fits(group, element, len, bytes.len().saturating_sub(pos))?;
+        // Step into sequences with a defined length (implicit VR: SQ is not marked, so the
+        // walk skips their content whole, which the length check above has covered).
+        if vr != b"SQ" {
+            pos += len as usize;
+        }
+    }
+    Ok(())
+}
+
+fn check_fits(group: u16, element: u16, len: u32, remaining: usize) -> Result<()> {
+    if len as usize > remaining {
+        bail!(
+            "not a readable DICOM file: element ({group:04X},{element:04X}) declares {len} bytes, \
+             but only {remaining} remain (truncated or corrupt)"
+        );
+    }
+    Ok(())
+}
+
+/// (0002,0010) from the file meta group, read without dicom-rs.
+fn meta_transfer_syntax(meta: &[u8]) -> Option<String> {
+    let at = meta
+        .windows(6)
+        .position(|w| w == [0x02, 0x00, 0x10, 0x00, b'U', b'I'])?;
+    let len = u16::from_le_bytes(meta.get(at + 6..at + 8)?.try_into().ok()?) as usize;
+    let value = meta.get(at + 8..at + 8 + len)?;
+    Some(
+        String::from_utf8_lossy(value)
+            .trim_end_matches(['\0', ' '])
+            .to_string(),
+    )
 }

@@ -14,6 +14,9 @@ pub enum Window {
     MinMax,
     /// The LO-th to HI-th percentile onto 0..255 (clipping the tails).
     Percentile(f64, f64),
+    /// A window given by hand, center C and width W in the units after the modality LUT
+    /// (Hounsfield units for CT), with DICOM's LINEAR function.
+    CenterWidth(f64, f64),
     /// No windowing: only for data already 8-bit.
     None,
 }
@@ -26,6 +29,17 @@ impl std::str::FromStr for Window {
             "dicom" => Window::Dicom,
             "minmax" => Window::MinMax,
             "none" => Window::None,
+            _ if s.starts_with("cw:") => {
+                let parsed = s[3..].split_once(',').and_then(|(c, w)| {
+                    Some((c.trim().parse::<f64>().ok()?, w.trim().parse::<f64>().ok()?))
+                });
+                match parsed {
+                    Some((c, w)) if c.is_finite() && w.is_finite() && w >= 1.0 => {
+                        Window::CenterWidth(c, w)
+                    }
+                    _ => bail!("--window cw:C,W needs a center C and a width W >= 1, got {s:?}"),
+                }
+            }
             _ => {
                 let parsed = s
                     .strip_prefix("percentile:")
@@ -35,33 +49,44 @@ impl std::str::FromStr for Window {
                     });
                 match parsed {
                     Some((lo, hi)) if (0.0..hi).contains(&lo) && hi <= 100.0 => Window::Percentile(lo, hi),
-                    _ => bail!("--window must be auto, dicom, minmax, none or percentile:LO,HI (0 <= LO < HI <= 100), got {s:?}"),
+                    _ => bail!("--window must be auto, dicom, minmax, none, cw:C,W or percentile:LO,HI (0 <= LO < HI <= 100), got {s:?}"),
                 }
             }
         })
     }
 }
 
-/// `values` (any range) to 8 bits. `file_window`: a DICOM (center, width); `eight_bit`: the
-/// data is stored in 8 bits and already within 0..255.
+/// `values` (any range) to 8 bits, and what was done, in words (for `inspect`).
+/// `file_window`: a DICOM (center, width); `eight_bit`: the data is stored in 8 bits and
+/// already within 0..255.
 pub fn to_u8(
     values: &[f64],
     window: Window,
     file_window: Option<(f64, f64)>,
     eight_bit: bool,
-) -> Result<Vec<u8>> {
+) -> Result<(Vec<u8>, String)> {
     let to8 = |y: f64| y.clamp(0.0, 255.0).round() as u8;
-    match window {
+    let linear_map = |c: f64, w: f64| values.iter().map(|&x| to8(linear(x, c, w))).collect();
+    Ok(match window {
         Window::Auto | Window::Dicom => match file_window {
-            Some((c, w)) if w >= 1.0 => Ok(values.iter().map(|&x| to8(linear(x, c, w))).collect()),
-            _ if eight_bit => Ok(values.iter().map(|&x| to8(x)).collect()),
-            _ => Ok(stretch(values, bounds(values))),
+            Some((c, w)) if w >= 1.0 => (linear_map(c, w), format!("dicom center {c} width {w}")),
+            _ if eight_bit => (values.iter().map(|&x| to8(x)).collect(), "none (8-bit data)".into()),
+            _ => min_max(values),
         },
-        Window::MinMax => Ok(stretch(values, bounds(values))),
-        Window::Percentile(lo, hi) => Ok(stretch(values, (percentile(values, lo), percentile(values, hi)))),
-        Window::None if eight_bit => Ok(values.iter().map(|&x| to8(x)).collect()),
-        Window::None => bail!("--window none needs 8-bit data; this image has more bits (use minmax, percentile or dicom)"),
-    }
+        Window::CenterWidth(c, w) => (linear_map(c, w), format!("cw center {c} width {w}")),
+        Window::MinMax => min_max(values),
+        Window::Percentile(lo, hi) => {
+            let (a, b) = (percentile(values, lo), percentile(values, hi));
+            (stretch(values, (a, b)), format!("percentile {lo},{hi}: {a}..{b}"))
+        }
+        Window::None if eight_bit => (values.iter().map(|&x| to8(x)).collect(), "none (8-bit data)".into()),
+        Window::None => bail!("--window none needs 8-bit data; this image has more bits (use minmax, percentile, cw or dicom)"),
+    })
+}
+
+fn min_max(values: &[f64]) -> (Vec<u8>, String) {
+    let (lo, hi) = bounds(values);
+    (stretch(values, (lo, hi)), format!("minmax {lo}..{hi}"))
 }
 
 /// DICOM's LINEAR VOI function (PS3.3 C.11.2.1.2.1) onto 0..255.
@@ -75,7 +100,7 @@ fn linear(x: f64, c: f64, w: f64) -> f64 {
     }
 }
 
-fn bounds(values: &[f64]) -> (f64, f64) {
+pub fn bounds(values: &[f64]) -> (f64, f64) {
     values
         .iter()
         .fold((f64::MAX, f64::MIN), |(a, b), &v| (a.min(v), b.max(v)))
@@ -113,7 +138,18 @@ mod tests {
             "percentile:1,99".parse::<Window>().unwrap(),
             Window::Percentile(1.0, 99.0)
         );
-        for bad in ["percentile:99,1", "percentile:1", "foo", "percentile:-1,50"] {
+        assert_eq!(
+            "cw:-600,1500".parse::<Window>().unwrap(),
+            Window::CenterWidth(-600.0, 1500.0)
+        );
+        for bad in [
+            "percentile:99,1",
+            "percentile:1",
+            "foo",
+            "percentile:-1,50",
+            "cw:40",
+            "cw:40,0",
+        ] {
             assert!(bad.parse::<Window>().is_err(), "{bad}");
         }
     }
@@ -122,21 +158,29 @@ mod tests {
     fn windows_map_as_documented() {
         let v = [1000.0, 2000.0, 3000.0, 4000.0, 5000.0];
         assert_eq!(
-            to_u8(&v, Window::MinMax, None, false).unwrap(),
+            to_u8(&v, Window::MinMax, None, false).unwrap().0,
             [0, 64, 128, 191, 255]
         );
         assert_eq!(
-            to_u8(&v, Window::Auto, None, false).unwrap(),
+            to_u8(&v, Window::Auto, None, false).unwrap().0,
             [0, 64, 128, 191, 255]
         );
         assert_eq!(
-            to_u8(&v, Window::Auto, Some((3000.0, 2001.0)), false).unwrap(),
+            to_u8(&v, Window::Auto, Some((3000.0, 2001.0)), false)
+                .unwrap()
+                .0,
             [0, 0, 128, 255, 255]
         );
         assert!(to_u8(&v, Window::None, None, false).is_err());
         assert_eq!(
-            to_u8(&[7.0, 200.0], Window::None, None, true).unwrap(),
+            to_u8(&[7.0, 200.0], Window::None, None, true).unwrap().0,
             [7, 200]
+        );
+        assert_eq!(
+            to_u8(&v, Window::CenterWidth(3000.0, 2001.0), None, false)
+                .unwrap()
+                .0,
+            [0, 0, 128, 255, 255]
         );
         assert_eq!(percentile(&v, 50.0), 3000.0);
         assert_eq!(percentile(&v, 12.5), 1500.0);

@@ -51,7 +51,7 @@ fn sixteen_bit_png_is_windowed_min_max_by_default_not_clamped() {
     let path = image_path("nema_rg1_chest_16bit_half.png", "data");
     let raw = image::open(&path).unwrap().into_luma16().into_raw();
     let d = decode_file(&path).unwrap();
-    assert!(d.windowed);
+    assert_eq!(d.report.bits_stored, 16);
     assert_eq!((d.image.width, d.image.height), (921, 978));
     let (min, max) = (
         f64::from(*raw.iter().min().unwrap()),
@@ -76,14 +76,18 @@ fn sixteen_bit_png_is_windowed_min_max_by_default_not_clamped() {
 /// from every second pixel only).
 #[test]
 fn the_derived_16_bit_png_shows_the_dicom_s_picture() {
-    use whyxray::image::{decode_file_with, Window};
+    use whyxray::image::{decode_file_with, DecodeOptions, Window};
+    let minmax = DecodeOptions {
+        window: Window::MinMax,
+        ..DecodeOptions::default()
+    };
     let png = decode_file_with(
         &image_path("nema_rg1_chest_16bit_half.png", "data"),
-        Window::MinMax,
+        &minmax,
     )
     .unwrap();
     let dcm_path = root().join("../shared/data/xray/dicom/nema_rg1_cr_chest_mono1_16bit.dcm");
-    let dcm = decode_file_with(&dcm_path, Window::MinMax).unwrap();
+    let dcm = decode_file_with(&dcm_path, &minmax).unwrap();
     let (pw, dw) = (png.image.width, dcm.image.width);
     let mut worst = 0i32;
     for y in 0..png.image.height {
@@ -94,6 +98,39 @@ fn the_derived_16_bit_png_shows_the_dicom_s_picture() {
         }
     }
     assert!(worst <= 1, "max difference {worst} grey levels");
+}
+
+#[test]
+fn a_16_bit_tiff_decodes_as_the_same_16_bit_png() {
+    let path = image_path("nema_rg1_chest_16bit_half.png", "data");
+    let img = image::open(&path).unwrap();
+    let mut tiff = std::io::Cursor::new(Vec::new());
+    img.write_to(&mut tiff, image::ImageFormat::Tiff).unwrap();
+    let from_tiff = whyxray::image::decode_bytes(tiff.get_ref()).unwrap();
+    let from_png = whyxray::image::decode_file(&path).unwrap();
+    assert_eq!(from_tiff.report.format, "TIFF");
+    assert_eq!(from_tiff.report.bits_stored, 16);
+    assert_eq!(from_tiff.image.data, from_png.image.data);
+}
+
+#[test]
+fn damaged_dicoms_are_errors_naming_the_cause() {
+    let dcm =
+        std::fs::read(root().join("tests/data/dicom/synthetic_multiframe_12bit.dcm")).unwrap();
+    let cases: [(&str, Vec<u8>, &str); 4] = [
+        ("zero bytes", Vec::new(), "empty"),
+        (
+            "truncated",
+            dcm[..dcm.len() - 700].to_vec(),
+            "not a readable DICOM",
+        ),
+        ("header only", dcm[..140].to_vec(), "DICOM"),
+        ("huge", huge_dicom(dcm.clone()), "megapixel limit"),
+    ];
+    for (what, bytes, cause) in cases {
+        let err = format!("{:#}", whyxray::image::decode_bytes(&bytes).unwrap_err());
+        assert!(err.contains(cause), "{what}: {err}");
+    }
 }
 
 #[test]

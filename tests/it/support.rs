@@ -146,3 +146,15 @@ pub fn stdout(o: &Output) -> String {
 pub fn stderr(o: &Output) -> String {
     String::from_utf8(o.stderr.clone()).unwrap()
 }
+
+/// A DICOM with its Rows and Columns (explicit VR little endian) set to 65535.
+pub fn huge_dicom(mut bytes: Vec<u8>) -> Vec<u8> {
+    for tag in [
+        [0x28, 0, 0x10, 0, b'U', b'S', 2, 0],
+        [0x28, 0, 0x11, 0, b'U', b'S', 2, 0],
+    ] {
+        let at = bytes.windows(8).position(|w| w == tag).unwrap() + 8;
+        bytes[at..at + 2].copy_from_slice(&[0xff, 0xff]);
+    }
+    bytes
+}

@@ -6,12 +6,14 @@
 
 pub mod cli;
 pub mod commands;
+pub mod eval;
 pub mod image;
 pub mod inputs;
 pub mod model;
 pub mod output;
 pub mod pipeline;
 pub mod printer;
+pub mod probe;
 pub mod score;
 pub mod source;
 pub mod text;

@@ -5,6 +5,8 @@ mod batch;
 mod cli;
 mod dicom;
 mod hub;
+mod logreg;
+mod metrics;
 mod model;
 mod preprocess;
 mod real_model;

@@ -1,0 +1,4 @@
+//! Evaluate: scores (a classify output, or a run made on the spot) + ground truth -> metrics
+//! with bootstrap intervals (`whyxray eval`).
+
+pub mod metrics;

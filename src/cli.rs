@@ -3,6 +3,8 @@
 
 use crate::image::{DecodeOptions, Window};
 use crate::inputs::{Filter, InputSpec, Shard};
+use crate::prompts::{ClassPrompts, PromptSpec};
+use crate::score::Ensemble;
 use crate::source::ModelRequest;
 use anyhow::{bail, Context, Result};
 use clap::{Args, Parser, Subcommand, ValueEnum};
@@ -159,6 +161,28 @@ pub struct ClassifyArgs {
     /// File with one label per line (commas kept).
     #[arg(long, value_name = "FILE")]
     pub labels_file: Option<PathBuf>,
+    /// Prompt template applied to each label, `{}` standing for it (repeatable: an ensemble),
+    /// e.g. --template "a chest x-ray showing {}".
+    #[arg(long, value_name = "TEXT")]
+    pub template: Vec<String>,
+    /// JSON file of classes and their prompts, instead of --labels:
+    /// {"class": ["prompt", ...], ...}, or {"class": {"pos": [...], "neg": [...]}} for --multilabel.
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["labels", "labels_file", "template"])]
+    pub prompts: Option<PathBuf>,
+    /// How several prompts make one class score.
+    #[arg(long, value_enum, default_value = "mean-embedding")]
+    pub ensemble: Ensemble,
+    /// Each label is a finding scored on its own: softmax(S * [cos(positive), cos(negative)]),
+    /// so rows do not sum to 1 (CheXzero's rule).
+    #[arg(long)]
+    pub multilabel: bool,
+    /// Negative prompt template for --multilabel (repeatable) [default: "no {}"].
+    #[arg(long, value_name = "TEXT", requires = "multilabel")]
+    pub negative_template: Vec<String>,
+    /// Write the run's provenance (version, model and revision, prompts, preprocessing) to
+    /// FILE as JSON [default with -o OUT: OUT.meta.json].
+    #[arg(long, value_name = "FILE")]
+    pub meta: Option<PathBuf>,
     /// Scale S in softmax(S * cos): a number, or `model` for the checkpoint's exp(logit_scale).
     #[arg(long, default_value = "100", value_name = "S")]
     pub logit_scale: String,
@@ -181,6 +205,10 @@ pub struct EmbedArgs {
     /// `<FILE stem>.paths.tsv` sidecar naming each row.
     #[arg(long, value_enum, default_value = "jsonl")]
     pub format: EmbedFormat,
+    /// Write the run's provenance (version, model and revision, preprocessing) to FILE as
+    /// JSON [default with -o OUT: OUT.meta.json]; `probe` reads it to check the model.
+    #[arg(long, value_name = "FILE")]
+    pub meta: Option<PathBuf>,
     /// Write results to FILE instead of stdout.
     #[arg(short, long, value_name = "FILE")]
     pub output: Option<PathBuf>,
@@ -237,7 +265,12 @@ pub struct RunConfig {
 #[derive(Debug, Clone)]
 pub struct ClassifyConfig {
     pub run: RunConfig,
+    /// The output columns, in order.
     pub labels: Vec<String>,
+    pub classes: Vec<ClassPrompts>,
+    pub ensemble: Ensemble,
+    pub multilabel: bool,
+    pub meta: Option<PathBuf>,
     pub logit_scale: LogitScale,
     pub format: ClassifyFormat,
     pub output: Option<PathBuf>,
@@ -246,6 +279,7 @@ pub struct ClassifyConfig {
 #[derive(Debug, Clone)]
 pub struct EmbedConfig {
     pub run: RunConfig,
+    pub meta: Option<PathBuf>,
     pub texts: Vec<String>,
     pub format: EmbedFormat,
     pub output: Option<PathBuf>,
@@ -338,16 +372,14 @@ fn classify_config(a: ClassifyArgs) -> Result<ClassifyConfig> {
                 .map(String::from),
         );
     }
-    if labels.len() < 2 {
-        bail!("classify needs at least two labels (--labels a,b or --labels-file FILE)");
+    let classes = PromptSpec {
+        labels,
+        templates: a.template,
+        prompts_file: a.prompts,
+        multilabel: a.multilabel,
+        negative_templates: a.negative_template,
     }
-    if let Some(dup) = labels
-        .iter()
-        .enumerate()
-        .find_map(|(i, l)| labels[..i].contains(l).then_some(l))
-    {
-        bail!("label {dup:?} is given twice");
-    }
+    .build()?;
     let logit_scale = match a.logit_scale.as_str() {
         "model" => LogitScale::Model,
         s => match s.parse::<f32>() {
@@ -365,13 +397,25 @@ fn classify_config(a: ClassifyArgs) -> Result<ClassifyConfig> {
     if a.input.resume && format == ClassifyFormat::Table {
         bail!("--resume needs a csv, tsv or jsonl output (--format)");
     }
+    let meta = a.meta.or_else(|| a.output.as_ref().map(|o| meta_path(o)));
     Ok(ClassifyConfig {
         run: run_config(a.input)?,
-        labels,
+        labels: classes.iter().map(|c| c.name.clone()).collect(),
+        classes,
+        ensemble: a.ensemble,
+        multilabel: a.multilabel,
+        meta,
         logit_scale,
         format,
         output: a.output,
     })
+}
+
+/// `OUT.meta.json` beside an output file.
+pub fn meta_path(output: &std::path::Path) -> PathBuf {
+    let mut name = output.as_os_str().to_owned();
+    name.push(".meta.json");
+    PathBuf::from(name)
 }
 
 fn embed_config(a: EmbedArgs) -> Result<EmbedConfig> {
@@ -384,8 +428,10 @@ fn embed_config(a: EmbedArgs) -> Result<EmbedConfig> {
     if a.format == EmbedFormat::Npy && a.input.resume {
         bail!("--resume works with jsonl output; rerun an npy export from scratch");
     }
+    let meta = a.meta.or_else(|| a.output.as_ref().map(|o| meta_path(o)));
     Ok(EmbedConfig {
         run: run_config(a.input)?,
+        meta,
         texts: a.text,
         format: a.format,
         output: a.output,

@@ -14,6 +14,7 @@ pub mod output;
 pub mod pipeline;
 pub mod printer;
 pub mod probe;
+pub mod prompts;
 pub mod score;
 pub mod source;
 pub mod text;

@@ -3,15 +3,22 @@
 use super::{embed_texts, for_each_batch};
 use crate::cli::{EmbedConfig, EmbedFormat};
 use crate::model::Clip;
+use crate::output::meta::Meta;
 use crate::output::npy::NpyWriter;
 use crate::output::resume::{self, Layout};
 use crate::output::{EmbedItem, EmbedWriter, Sink};
 use crate::printer::Printer;
+use crate::source::ModelFiles;
 use crate::Outcome;
 use anyhow::{Context, Result};
 use std::collections::HashSet;
 
-pub fn run(c: &EmbedConfig, model: &Clip, printer: &Printer) -> Result<Outcome> {
+pub fn run(
+    c: &EmbedConfig,
+    model: &Clip,
+    files: &ModelFiles,
+    printer: &Printer,
+) -> Result<Outcome> {
     let dim = model.config.model.embed_dim;
     let mut done = HashSet::new();
     let mut writer = match (c.format, &c.output) {
@@ -30,6 +37,18 @@ pub fn run(c: &EmbedConfig, model: &Clip, printer: &Printer) -> Result<Outcome> 
             }
             EmbedWriter::Jsonl(Sink::open(out.as_deref(), c.run.resume)?)
         }
+    };
+    let meta = match &c.meta {
+        Some(path) => {
+            let extra = serde_json::json!({ "embed": {
+                "format": format!("{:?}", c.format).to_lowercase(),
+                "output": c.output,
+                "texts": c.texts,
+                "normalised": "L2, float32",
+            }});
+            Some(Meta::start(path, "embed", model, files, &c.run, extra)?)
+        }
+        None => None,
     };
     let has_images = !c.run.inputs.args.is_empty() || !c.run.inputs.files_from.is_empty();
     let mut outcome = Outcome::default();
@@ -57,6 +76,9 @@ pub fn run(c: &EmbedConfig, model: &Clip, printer: &Printer) -> Result<Outcome> 
             .collect();
         outcome.scored += items.len();
         writer.write(&items)?;
+    }
+    if let Some(meta) = meta {
+        meta.finish(&outcome)?;
     }
     Ok(outcome)
 }

@@ -39,7 +39,7 @@ pub fn run(config: Config) -> Result<Outcome> {
     let (model, files) = load_model(&config, &device, &printer)?;
     match &config.task {
         Task::Classify(c) => classify::run(c, &model, &files, &printer),
-        Task::Embed(c) => embed::run(c, &model, &printer),
+        Task::Embed(c) => embed::run(c, &model, &files, &printer),
         Task::Inspect(_) => unreachable!("inspect needs no model"),
     }
 }

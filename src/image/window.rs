@@ -56,6 +56,20 @@ impl std::str::FromStr for Window {
     }
 }
 
+/// The `--window` spelling, for provenance records.
+impl std::fmt::Display for Window {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Window::Auto => write!(f, "auto"),
+            Window::Dicom => write!(f, "dicom"),
+            Window::MinMax => write!(f, "minmax"),
+            Window::Percentile(lo, hi) => write!(f, "percentile:{lo},{hi}"),
+            Window::CenterWidth(c, w) => write!(f, "cw:{c},{w}"),
+            Window::None => write!(f, "none"),
+        }
+    }
+}
+
 /// `values` (any range) to 8 bits, and what was done, in words (for `inspect`).
 /// `file_window`: a DICOM (center, width); `eight_bit`: the data is stored in 8 bits and
 /// already within 0..255.

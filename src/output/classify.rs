@@ -17,6 +17,8 @@ pub struct ClassifyWriter {
     sink: Sink,
     file_width: usize,
     started: bool,
+    /// Rows are independent per-finding probabilities (`--multilabel`): said in each jsonl row.
+    multilabel: bool,
 }
 
 impl ClassifyWriter {
@@ -28,7 +30,13 @@ impl ClassifyWriter {
             sink,
             file_width: 0,
             started,
+            multilabel: false,
         }
+    }
+
+    pub fn multilabel(mut self, yes: bool) -> Self {
+        self.multilabel = yes;
+        self
     }
 
     pub fn write(&mut self, rows: &[ClassifyRow]) -> Result<()> {
@@ -78,12 +86,14 @@ impl ClassifyWriter {
                     file: &row.file,
                     scores: Some(Scores(&self.labels, p)),
                     top: Some(top(&self.labels, p)),
+                    multilabel: self.multilabel.then_some(true),
                     error: None,
                 },
                 Err(e) => JsonRow {
                     file: &row.file,
                     scores: None,
                     top: None,
+                    multilabel: self.multilabel.then_some(true),
                     error: Some(e),
                 },
             };
@@ -136,6 +146,9 @@ struct JsonRow<'a> {
     file: &'a str,
     scores: Option<Scores<'a>>,
     top: Option<&'a str>,
+    /// Present (true) only in multi-label runs, whose scores do not sum to 1.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    multilabel: Option<bool>,
     error: Option<&'a str>,
 }
 

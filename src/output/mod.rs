@@ -4,6 +4,7 @@
 
 mod classify;
 mod embed;
+pub mod meta;
 pub mod npy;
 pub mod resume;
 

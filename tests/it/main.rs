@@ -12,3 +12,4 @@ mod preprocess;
 mod real_model;
 mod support;
 mod tokenizer;
+mod workflows;

@@ -61,9 +61,36 @@ pub enum Command {
     /// L2-normalised image and/or text embeddings (float32).
     #[command(after_help = RESEARCH_ONLY)]
     Embed(EmbedArgs),
+    /// Scores against ground truth: accuracy, balanced accuracy, AUROC, confusion matrix, each
+    /// with a bootstrap interval; from an earlier run's output (--scores) or scoring INPUTs now.
+    #[command(after_help = RESEARCH_ONLY)]
+    Eval(EvalArgs),
     /// What decoding finds in each file and does to it (format, DICOM attributes, window,
     /// value ranges); no model is loaded.
     Inspect(InspectArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct EvalArgs {
+    /// Ground truth CSV with a header: `file,label` (single-label) or `file,<finding>,...`
+    /// with 0/1 values (multi-label). File names may be paths or path suffixes of the scored ones.
+    #[arg(long, value_name = "FILE")]
+    pub truth: PathBuf,
+    /// Scores from an earlier `classify` (or `probe predict`) run: csv, tsv or jsonl. Without
+    /// it, INPUT... are classified now (all classify options apply; -o keeps the scores).
+    #[arg(long, value_name = "FILE")]
+    pub scores: Option<PathBuf>,
+    /// Bootstrap resamples for the 95% intervals (0: none).
+    #[arg(long, default_value_t = 1000, value_name = "N")]
+    pub bootstrap: usize,
+    /// Seed of the bootstrap resampling: the same seed gives the same intervals.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Also write the report as JSON to FILE; `-` prints it to stdout instead of the table.
+    #[arg(long, value_name = "FILE")]
+    pub json: Option<PathBuf>,
+    #[command(flatten)]
+    pub classify: ClassifyArgs,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -242,6 +269,20 @@ pub enum Task {
     Classify(ClassifyConfig),
     Embed(EmbedConfig),
     Inspect(InspectConfig),
+    Eval(EvalConfig),
+}
+
+#[derive(Debug, Clone)]
+pub struct EvalConfig {
+    pub truth: PathBuf,
+    /// Read from this file, or written there by `run` first.
+    pub scores: PathBuf,
+    /// Score the inputs now (the scores file is then a temporary one unless -o was given).
+    pub run: Option<Box<ClassifyConfig>>,
+    pub keep_scores: bool,
+    pub bootstrap: usize,
+    pub seed: u64,
+    pub json: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone)]
@@ -299,6 +340,7 @@ impl Cli {
         let task = match self.command {
             Command::Classify(a) => Task::Classify(classify_config(a)?),
             Command::Embed(a) => Task::Embed(embed_config(a)?),
+            Command::Eval(a) => Task::Eval(eval_config(a)?),
             Command::Inspect(a) => Task::Inspect(InspectConfig {
                 inputs: InputSpec {
                     args: a.inputs,
@@ -408,6 +450,53 @@ fn classify_config(a: ClassifyArgs) -> Result<ClassifyConfig> {
         logit_scale,
         format,
         output: a.output,
+    })
+}
+
+fn eval_config(a: EvalArgs) -> Result<EvalConfig> {
+    let c = a.classify;
+    let given = !c.input.inputs.is_empty() || !c.input.files_from.is_empty();
+    let (scores, run, keep) = match (a.scores, given) {
+        (Some(_), true) => bail!("eval takes --scores FILE or INPUT... to score now, not both"),
+        (None, false) => {
+            bail!("eval needs --scores FILE (an earlier classify output) or INPUT... with --labels")
+        }
+        (Some(path), false) => {
+            if !c.labels.is_empty() || c.labels_file.is_some() || c.prompts.is_some() {
+                bail!("--labels/--prompts score images now; with --scores the classes come from the file");
+            }
+            (path, None, true)
+        }
+        (None, true) => {
+            let keep = c.output.is_some();
+            let path = c.output.clone().unwrap_or_else(|| {
+                std::env::temp_dir().join(format!("whyxray-eval-{}.csv", std::process::id()))
+            });
+            let mut cc = classify_config(ClassifyArgs {
+                output: Some(path.clone()),
+                format: Some(c.format.unwrap_or(ClassifyFormat::Csv)),
+                ..c
+            })?;
+            if cc.format == ClassifyFormat::Table {
+                bail!("eval keeps its scores as csv, tsv or jsonl, not a table (--format)");
+            }
+            if !keep {
+                cc.meta = None;
+            }
+            (path, Some(Box::new(cc)), keep)
+        }
+    };
+    if !a.truth.is_file() {
+        bail!("--truth {}: no such file", a.truth.display());
+    }
+    Ok(EvalConfig {
+        truth: a.truth,
+        scores,
+        run,
+        keep_scores: keep,
+        bootstrap: a.bootstrap,
+        seed: a.seed,
+        json: a.json,
     })
 }
 

@@ -4,6 +4,7 @@
 
 mod classify;
 mod embed;
+mod eval;
 mod inspect;
 
 use crate::cli::{Config, DeviceChoice, RunConfig, Task};
@@ -32,14 +33,30 @@ pub fn run(config: Config) -> Result<Outcome> {
             std::process::exit(130);
         }
     });
-    if let Task::Inspect(c) = &config.task {
-        return inspect::run(c, &printer);
+    match &config.task {
+        Task::Inspect(c) => return inspect::run(c, &printer),
+        Task::Eval(c) if c.run.is_none() => return eval::run(c, &printer),
+        _ => {}
     }
     let device = select_device(&config.device)?;
     let (model, files) = load_model(&config, &device, &printer)?;
     match &config.task {
         Task::Classify(c) => classify::run(c, &model, &files, &printer),
         Task::Embed(c) => embed::run(c, &model, &files, &printer),
+        Task::Eval(c) => {
+            let cc = c.run.as_deref().context("eval without a run")?;
+            let scored = classify::run(cc, &model, &files, &printer);
+            let result = scored.and_then(|o| {
+                if o.interrupted {
+                    return Ok(o);
+                }
+                eval::run(c, &printer)
+            });
+            if !c.keep_scores {
+                let _ = std::fs::remove_file(&c.scores);
+            }
+            result
+        }
         Task::Inspect(_) => unreachable!("inspect needs no model"),
     }
 }

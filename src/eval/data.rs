@@ -1,0 +1,294 @@
+//! Evaluate (inputs): the ground-truth CSV and an earlier run's scores (classify or probe
+//! output: csv, tsv or jsonl), and which truth row goes with which scored image.
+
+use anyhow::{bail, Context, Result};
+use serde_json::Value;
+use std::collections::HashMap;
+use std::path::Path;
+
+/// One scored image: class probabilities in `Scores::classes` order, or its error.
+pub struct ScoreRow {
+    pub file: String,
+    pub result: Result<Vec<f64>, String>,
+}
+
+pub struct Scores {
+    pub classes: Vec<String>,
+    pub rows: Vec<ScoreRow>,
+}
+
+/// `file,label` (single-label) or `file,<finding>,...` with 0/1 values (multi-label).
+pub enum Truth {
+    Single {
+        files: Vec<String>,
+        labels: Vec<String>,
+    },
+    Multi {
+        files: Vec<String>,
+        findings: Vec<String>,
+        values: Vec<Vec<bool>>,
+    },
+}
+
+impl Truth {
+    pub fn files(&self) -> &[String] {
+        match self {
+            Truth::Single { files, .. } | Truth::Multi { files, .. } => files,
+        }
+    }
+}
+
+pub fn read_truth(path: &Path) -> Result<Truth> {
+    let ctx = || format!("--truth {}", path.display());
+    let mut r = csv::ReaderBuilder::new()
+        .flexible(false)
+        .from_path(path)
+        .with_context(ctx)?;
+    let header: Vec<String> = r
+        .headers()
+        .with_context(ctx)?
+        .iter()
+        .map(|h| h.trim().to_string())
+        .collect();
+    if header.first().map(String::as_str) != Some("file") {
+        bail!(
+            "{}: the first column must be `file` (header: {header:?})",
+            ctx()
+        );
+    }
+    if header.len() < 2 {
+        bail!(
+            "{}: needs `file,label` or `file,<finding>,...` columns",
+            ctx()
+        );
+    }
+    let single = header.len() == 2 && header[1] == "label";
+    let mut files = Vec::new();
+    let (mut labels, mut values) = (Vec::new(), Vec::new());
+    let mut seen: HashMap<String, usize> = HashMap::new();
+    for (i, rec) in r.records().enumerate() {
+        let line = i + 2;
+        let rec = rec.with_context(|| format!("{} line {line}", ctx()))?;
+        let file = rec[0].trim().to_string();
+        if file.is_empty() {
+            bail!("{} line {line}: empty file name", ctx());
+        }
+        if let Some(first) = seen.insert(file.clone(), line) {
+            bail!(
+                "{} line {line}: {file:?} is listed twice (first on line {first})",
+                ctx()
+            );
+        }
+        if single {
+            labels.push(rec[1].trim().to_string());
+        } else {
+            let row = rec
+                .iter()
+                .skip(1)
+                .zip(&header[1..])
+                .map(|(v, h)| match v.trim() {
+                    "1" | "1.0" => Ok(true),
+                    "0" | "0.0" => Ok(false),
+                    other => bail!(
+                        "{} line {line}, column {h:?}: {other:?} is not 0 or 1",
+                        ctx()
+                    ),
+                });
+            values.push(row.collect::<Result<Vec<bool>>>()?);
+        }
+        files.push(file);
+    }
+    Ok(if single {
+        Truth::Single { files, labels }
+    } else {
+        Truth::Multi {
+            files,
+            findings: header[1..].to_vec(),
+            values,
+        }
+    })
+}
+
+/// A classify (or probe predict) output: jsonl if it starts with `{`, else csv or tsv with
+/// the header `file,<class>...,error`.
+pub fn read_scores(path: &Path) -> Result<Scores> {
+    let ctx = || format!("--scores {}", path.display());
+    let text = std::fs::read_to_string(path).with_context(ctx)?;
+    let scores = if text.trim_start().starts_with('{') {
+        jsonl_scores(&text)
+    } else {
+        delimited_scores(&text)
+    }
+    .with_context(ctx)?;
+    let mut seen = HashMap::new();
+    for (i, row) in scores.rows.iter().enumerate() {
+        if let Some(first) = seen.insert(row.file.as_str(), i) {
+            bail!(
+                "{}: {:?} is scored twice (rows {} and {})",
+                ctx(),
+                row.file,
+                first + 1,
+                i + 1
+            );
+        }
+    }
+    Ok(scores)
+}
+
+fn delimited_scores(text: &str) -> Result<Scores> {
+    let first = text.lines().next().unwrap_or_default();
+    let delimiter = if first.contains('\t') { b'\t' } else { b',' };
+    let mut r = csv::ReaderBuilder::new()
+        .delimiter(delimiter)
+        .from_reader(text.as_bytes());
+    let header: Vec<String> = r.headers()?.iter().map(String::from).collect();
+    if header.len() < 3 || header[0] != "file" || header[header.len() - 1] != "error" {
+        bail!("not a classify output: the header must be file,<class>...,error (got {header:?})");
+    }
+    let classes = header[1..header.len() - 1].to_vec();
+    let mut rows = Vec::new();
+    for (i, rec) in r.records().enumerate() {
+        let rec = rec.with_context(|| format!("row {}", i + 2))?;
+        let error = rec[header.len() - 1].trim();
+        let result = if error.is_empty() {
+            let probs = (1..header.len() - 1)
+                .map(|c| {
+                    rec[c]
+                        .trim()
+                        .parse::<f64>()
+                        .with_context(|| format!("row {}, column {:?}", i + 2, header[c]))
+                })
+                .collect::<Result<Vec<f64>>>()?;
+            Ok(probs)
+        } else {
+            Err(error.to_string())
+        };
+        rows.push(ScoreRow {
+            file: rec[0].to_string(),
+            result,
+        });
+    }
+    Ok(Scores { classes, rows })
+}
+
+fn jsonl_scores(text: &str) -> Result<Scores> {
+    let mut classes: Option<Vec<String>> = None;
+    let mut rows = Vec::new();
+    for (i, line) in text
+        .lines()
+        .enumerate()
+        .filter(|(_, l)| !l.trim().is_empty())
+    {
+        let v: Value =
+            serde_json::from_str(line).with_context(|| format!("line {}: not JSON", i + 1))?;
+        let file = v["file"]
+            .as_str()
+            .with_context(|| format!("line {}: no \"file\"", i + 1))?;
+        let result = match (&v["scores"], &v["error"]) {
+            (Value::Object(map), _) => {
+                let names: Vec<String> = map.keys().cloned().collect();
+                let known = classes.get_or_insert_with(|| names.clone());
+                if *known != names {
+                    bail!(
+                        "line {}: classes {names:?} differ from the first row's {known:?}",
+                        i + 1
+                    );
+                }
+                Ok(map
+                    .values()
+                    .map(|p| p.as_f64().context("a score is not a number"))
+                    .collect::<Result<_>>()?)
+            }
+            (_, Value::String(e)) => Err(e.clone()),
+            _ => bail!("line {}: neither \"scores\" nor \"error\"", i + 1),
+        };
+        rows.push(ScoreRow {
+            file: file.to_string(),
+            result,
+        });
+    }
+    let classes = classes.context("no scored row: cannot tell the classes")?;
+    Ok(Scores { classes, rows })
+}
+
+/// Truth rows paired with score rows: by exact path, else by the path one names being a
+/// `/`-suffix of the other (truth `img/1.png` with scores `/data/img/1.png`), which must be
+/// unique.
+pub struct Matched {
+    /// (truth index, score index), in truth order.
+    pub pairs: Vec<(usize, usize)>,
+    pub truth_not_scored: Vec<String>,
+    pub scored_not_in_truth: Vec<String>,
+    /// Truth files whose image failed in the scoring run, with its error.
+    pub failed: Vec<(String, String)>,
+}
+
+pub fn match_files(truth: &[String], scores: &Scores) -> Result<Matched> {
+    let name = |p: &str| p.rsplit('/').next().unwrap_or(p).to_string();
+    let mut by_name: HashMap<String, Vec<usize>> = HashMap::new();
+    for (i, r) in scores.rows.iter().enumerate() {
+        by_name.entry(name(&r.file)).or_default().push(i);
+    }
+    let suffix = |long: &str, short: &str| {
+        long == short || long.ends_with(&format!("/{}", short.trim_start_matches("./")))
+    };
+    let mut used = vec![false; scores.rows.len()];
+    let mut m = Matched {
+        pairs: Vec::new(),
+        truth_not_scored: Vec::new(),
+        scored_not_in_truth: Vec::new(),
+        failed: Vec::new(),
+    };
+    for (t, file) in truth.iter().enumerate() {
+        let candidates: Vec<usize> = by_name
+            .get(&name(file))
+            .map(|c| {
+                c.iter()
+                    .copied()
+                    .filter(|&i| {
+                        suffix(&scores.rows[i].file, file) || suffix(file, &scores.rows[i].file)
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        let exact: Vec<usize> = candidates
+            .iter()
+            .copied()
+            .filter(|&i| scores.rows[i].file == *file)
+            .collect();
+        let chosen = match (exact.as_slice(), candidates.as_slice()) {
+            ([i], _) | ([], [i]) => *i,
+            ([], []) => {
+                m.truth_not_scored.push(file.clone());
+                continue;
+            }
+            _ => bail!(
+                "truth file {file:?} matches several scored files ({}); give full paths",
+                candidates
+                    .iter()
+                    .map(|&i| scores.rows[i].file.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        };
+        if used[chosen] {
+            bail!(
+                "scored file {:?} matches two truth rows; give full paths",
+                scores.rows[chosen].file
+            );
+        }
+        used[chosen] = true;
+        match &scores.rows[chosen].result {
+            Ok(_) => m.pairs.push((t, chosen)),
+            Err(e) => m.failed.push((file.clone(), e.clone())),
+        }
+    }
+    m.scored_not_in_truth = scores
+        .rows
+        .iter()
+        .zip(&used)
+        .filter(|(_, u)| !**u)
+        .map(|(r, _)| r.file.clone())
+        .collect();
+    Ok(m)
+}

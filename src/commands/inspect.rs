@@ -24,9 +24,17 @@ pub fn run(c: &InspectConfig, printer: &Printer) -> Result<Outcome> {
         };
         let result = match &input.error {
             Some(e) => Err(e.clone()),
-            None => decode_file_with(std::path::Path::new(&input.path), &c.decode)
-                .map(|d| d.report)
-                .map_err(|e| format!("{e:#}")),
+            // A decoder bug must cost one line, not the run (as in the batch pipeline).
+            None => std::panic::catch_unwind(|| {
+                decode_file_with(std::path::Path::new(&input.path), &c.decode)
+            })
+            .unwrap_or_else(|_| {
+                Err(anyhow::anyhow!(
+                    "internal error while decoding this file (please report it)"
+                ))
+            })
+            .map(|d| d.report)
+            .map_err(|e| format!("{e:#}")),
         };
         let line = match (&result, c.format) {
             (Ok(r), InspectFormat::Text) => format!("{}: {}\n", input.path, r.line()),

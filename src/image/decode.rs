@@ -99,6 +99,9 @@ pub fn decode_bytes_with(bytes: &[u8], opts: &DecodeOptions) -> Result<Decoded> 
 
 /// Refuses a declared size over the budget, before anything is allocated for it.
 pub fn check_size(w: u64, h: u64, max_pixels: u64) -> Result<()> {
+    if w == 0 || h == 0 {
+        bail!("image is {w} x {h} pixels: nothing to score");
+    }
     if w.saturating_mul(h) > max_pixels {
         bail!(
             "image is {w} x {h} pixels, over the {}-megapixel limit (--max-megapixels)",

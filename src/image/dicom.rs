@@ -23,6 +23,7 @@ pub fn is_dicom(bytes: &[u8]) -> bool {
 }
 
 const JPEG_BASELINE: &[&str] = &["1.2.840.10008.1.2.4.50", "1.2.840.10008.1.2.4.51"];
+const JPEG_2000: &[&str] = &["1.2.840.10008.1.2.4.90", "1.2.840.10008.1.2.4.91"];
 
 pub fn decode(bytes: &[u8], opts: &DecodeOptions) -> Result<Decoded> {
     check_lengths(bytes)?;
@@ -64,6 +65,9 @@ pub fn decode(bytes: &[u8], opts: &DecodeOptions) -> Result<Decoded> {
         report.notes.push(format!(
             "multi-frame DICOM ({frames} frames): only frame 0 is used (--frame N picks another)"
         ));
+    }
+    if JPEG_2000.contains(&ts.as_str()) {
+        check_j2k_size(&obj, frame, frames, (cols as u64, rows as u64))?;
     }
     let (values, width, height, channels, decoded_pi) = if JPEG_BASELINE.contains(&ts.as_str()) {
         let (v, w, h, c) = jpeg_frame(&obj, frame, frames)?;
@@ -224,6 +228,54 @@ fn frame_stream(fragments: &[Vec<u8>], offsets: &[u32], n: u32, frames: u32) -> 
     Ok(stream)
 }
 
+/// The JPEG 2000 codestream must be the size the header says: dicom-rs's J2K adapter writes
+/// the decoded samples into a buffer sized from Rows x Columns and panics on a larger stream
+/// (found by the decode fuzzer). Reads the SIZ marker segment (ISO 15444-1 A.5.1).
+fn check_j2k_size(
+    obj: &DefaultDicomObject,
+    frame: u32,
+    frames: u32,
+    header: (u64, u64),
+) -> Result<()> {
+    let pixel_data = obj.element(tags::PIXEL_DATA)?;
+    let value = pixel_data.value();
+    let fragments = value
+        .fragments()
+        .context("JPEG 2000 DICOM without encapsulated fragments")?;
+    let stream = frame_stream(
+        fragments,
+        value.offset_table().unwrap_or(&[]),
+        frame,
+        frames,
+    )?;
+    let at = stream
+        .windows(4)
+        .position(|w| w == [0xFF, 0x4F, 0xFF, 0x51])
+        .context("JPEG 2000 frame without a codestream header (SOC, SIZ)")?;
+    let be32 = |p: usize| {
+        stream
+            .get(at + p..at + p + 4)
+            .map(|b| u32::from_be_bytes([b[0], b[1], b[2], b[3]]))
+    };
+    let (Some(x), Some(y), Some(x0), Some(y0)) = (be32(8), be32(12), be32(16), be32(20)) else {
+        bail!("JPEG 2000 frame with a truncated SIZ marker");
+    };
+    let size = (
+        u64::from(x.saturating_sub(x0)),
+        u64::from(y.saturating_sub(y0)),
+    );
+    if size != header {
+        bail!(
+            "JPEG 2000 stream is {} x {} pixels, but the DICOM header says {} x {}",
+            size.0,
+            size.1,
+            header.0,
+            header.1
+        );
+    }
+    Ok(())
+}
+
 /// Modality LUT: `v * RescaleSlope + RescaleIntercept` (defaults 1 and 0).
 fn rescale(obj: &InMemDicomObject, values: Vec<f64>, report: &mut Report) -> Vec<f64> {
     let slope = number(obj, tags::RESCALE_SLOPE);
@@ -367,25 +419,16 @@ fn check_lengths(bytes: &[u8]) -> Result<()> {
         }
         let (vr, len, header) = if explicit {
             let vr = bytes.get(pos + 4..pos + 6).unwrap_or_default();
-            if matches!(
-                vr,
-                b"OB"
-                    | b"OD"
-                    | b"OF"
-                    | b"OL"
-                    | b"OV"
-                    | b"OW"
-                    | b"SQ"
-                    | b"UC"
-                    | b"UN"
-                    | b"UR"
-                    | b"UT"
-                    | b"SV"
-                    | b"UV"
-            ) {
-                (vr, u32_at(pos + 8), 12)
-            } else {
+            // The VRs with a 2-byte length; any other (unknown ones too, which dicom-rs reads
+            // as UN) has 2 reserved bytes and a 4-byte length.
+            let short = [
+                b"AE", b"AS", b"AT", b"CS", b"DA", b"DS", b"DT", b"FL", b"FD", b"IS", b"LO", b"LT",
+                b"PN", b"SH", b"SL", b"SS", b"ST", b"TM", b"UI", b"UL", b"US",
+            ];
+            if short.iter().any(|s| s[..] == *vr) {
                 (vr, u16_at(pos + 6).map(u32::from), 8)
+            } else {
+                (vr, u32_at(pos + 8), 12)
             }
         } else {
             (&b""[..], u32_at(pos + 4), 8)

@@ -133,6 +133,35 @@ fn damaged_dicoms_are_errors_naming_the_cause() {
     }
 }
 
+/// Files the decode fuzzer found: each was a panic, or a multi-gigabyte allocation that
+/// took seconds, and must now be a prompt error naming the cause.
+#[test]
+fn fuzzer_findings_are_errors_with_a_cause() {
+    for (file, cause) in [
+        ("zero_width_ybr.dcm", "0 x 12 pixels"),
+        (
+            "j2k_stream_larger_than_header.dcm",
+            "JPEG 2000 stream is 50 x 40 pixels, but the DICOM header says 50 x 32",
+        ),
+        (
+            "unknown_vr_4gb_length.dcm",
+            "element (0010,FFFF) declares 1953397075 bytes",
+        ),
+        (
+            "group0_4gb_length.dcm",
+            "element (0000,0000) declares 4294836224 bytes",
+        ),
+        (
+            "pixel_data_4gb_length.dcm",
+            "element (7FE0,0010) declares 4294836224 bytes",
+        ),
+    ] {
+        let path = root().join("tests/data/fuzz").join(file);
+        let err = format!("{:#}", whyxray::image::decode_file(&path).unwrap_err());
+        assert!(err.contains(cause), "{file}: {err}");
+    }
+}
+
 #[test]
 fn corrupt_inputs_are_errors_not_panics() {
     let png = std::fs::read(image_path("nih_00027426_000_512.png", "data")).unwrap();

@@ -65,6 +65,10 @@ pub enum Command {
     /// with a bootstrap interval; from an earlier run's output (--scores) or scoring INPUTs now.
     #[command(after_help = RESEARCH_ONLY)]
     Eval(EvalArgs),
+    /// Linear probe on image embeddings (the paper's protocol): `fit` on labelled images,
+    /// `predict` on new ones.
+    #[command(subcommand, after_help = RESEARCH_ONLY)]
+    Probe(ProbeCommand),
     /// What decoding finds in each file and does to it (format, DICOM attributes, window,
     /// value ranges); no model is loaded.
     Inspect(InspectArgs),
@@ -91,6 +95,61 @@ pub struct EvalArgs {
     pub json: Option<PathBuf>,
     #[command(flatten)]
     pub classify: ClassifyArgs,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ProbeCommand {
+    /// L2-regularised multinomial logistic regression on L2-normalised embeddings, C chosen by
+    /// stratified k-fold cross-validation (scikit-learn's LogisticRegressionCV), saved as JSON.
+    Fit(ProbeFitArgs),
+    /// Class probabilities from a saved probe, as classify writes them (eval reads them).
+    Predict(ProbePredictArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ProbeFitArgs {
+    /// Training labels: a CSV `file,label` (names as in the embeddings, or path suffixes).
+    #[arg(long, value_name = "FILE")]
+    pub truth: PathBuf,
+    /// Embeddings from `whyxray embed -o FILE` (npy or jsonl, with FILE.meta.json naming the
+    /// model). Without it, INPUT... are embedded now.
+    #[arg(long, value_name = "FILE")]
+    pub embeddings: Option<PathBuf>,
+    /// Where to save the probe (JSON: weights, classes, C, model id and revision).
+    #[arg(short, long, value_name = "FILE")]
+    pub output: PathBuf,
+    /// Use this C (inverse regularisation strength) instead of cross-validating.
+    #[arg(long, value_name = "C")]
+    pub c: Option<f64>,
+    /// Candidate Cs for cross-validation [default: 10 values from 1e-4 to 1e4, log-spaced].
+    #[arg(long, value_name = "C,...", value_delimiter = ',')]
+    pub cs: Vec<f64>,
+    /// Cross-validation folds (stratified, unshuffled).
+    #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u32).range(2..=100))]
+    pub folds: u32,
+    /// Solver tolerance on the largest gradient component of the (mean) objective.
+    #[arg(long, default_value_t = 1e-8)]
+    pub tol: f64,
+    #[command(flatten)]
+    pub input: InputArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct ProbePredictArgs {
+    /// A probe saved by `probe fit`.
+    #[arg(long, value_name = "FILE")]
+    pub probe: PathBuf,
+    /// Embeddings from `whyxray embed -o FILE`; without it, INPUT... are embedded now.
+    #[arg(long, value_name = "FILE")]
+    pub embeddings: Option<PathBuf>,
+    /// Output format [default: table on a terminal, else csv].
+    #[arg(long, value_enum)]
+    pub format: Option<ClassifyFormat>,
+    /// Write results to FILE instead of stdout.
+    #[arg(short, long, value_name = "FILE")]
+    pub output: Option<PathBuf>,
+    #[command(flatten)]
+    pub input: InputArgs,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -270,6 +329,35 @@ pub enum Task {
     Embed(EmbedConfig),
     Inspect(InspectConfig),
     Eval(EvalConfig),
+    ProbeFit(ProbeFitConfig),
+    ProbePredict(ProbePredictConfig),
+}
+
+/// Where a probe command's embeddings come from: a file, or an embed run made first.
+#[derive(Debug, Clone)]
+pub struct EmbeddingSource {
+    pub path: PathBuf,
+    /// Embed INPUT... into `path` (a temporary npy) before reading it.
+    pub embed: Option<Box<EmbedConfig>>,
+}
+
+#[derive(Debug, Clone)]
+pub struct ProbeFitConfig {
+    pub truth: PathBuf,
+    pub source: EmbeddingSource,
+    pub output: PathBuf,
+    pub c: Option<f64>,
+    pub cs: Vec<f64>,
+    pub folds: usize,
+    pub tol: f64,
+}
+
+#[derive(Debug, Clone)]
+pub struct ProbePredictConfig {
+    pub probe: PathBuf,
+    pub source: EmbeddingSource,
+    pub format: ClassifyFormat,
+    pub output: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone)]
@@ -341,6 +429,10 @@ impl Cli {
             Command::Classify(a) => Task::Classify(classify_config(a)?),
             Command::Embed(a) => Task::Embed(embed_config(a)?),
             Command::Eval(a) => Task::Eval(eval_config(a)?),
+            Command::Probe(ProbeCommand::Fit(a)) => Task::ProbeFit(probe_fit_config(a)?),
+            Command::Probe(ProbeCommand::Predict(a)) => {
+                Task::ProbePredict(probe_predict_config(a)?)
+            }
             Command::Inspect(a) => Task::Inspect(InspectConfig {
                 inputs: InputSpec {
                     args: a.inputs,
@@ -497,6 +589,81 @@ fn eval_config(a: EvalArgs) -> Result<EvalConfig> {
         bootstrap: a.bootstrap,
         seed: a.seed,
         json: a.json,
+    })
+}
+
+fn embedding_source(file: Option<PathBuf>, input: InputArgs) -> Result<EmbeddingSource> {
+    let given = !input.inputs.is_empty() || !input.files_from.is_empty();
+    match (file, given) {
+        (Some(_), true) => bail!("give --embeddings FILE or INPUT... to embed now, not both"),
+        (None, false) => bail!("needs --embeddings FILE (from `whyxray embed -o`) or INPUT..."),
+        (Some(path), false) => {
+            if !path.is_file() {
+                bail!("--embeddings {}: no such file", path.display());
+            }
+            Ok(EmbeddingSource { path, embed: None })
+        }
+        (None, true) => {
+            if input.resume {
+                bail!("--resume is for classify and embed outputs, not probes");
+            }
+            let path =
+                std::env::temp_dir().join(format!("whyxray-probe-{}.npy", std::process::id()));
+            let embed = EmbedConfig {
+                run: run_config(input)?,
+                meta: Some(meta_path(&path)),
+                texts: Vec::new(),
+                format: EmbedFormat::Npy,
+                output: Some(path.clone()),
+            };
+            Ok(EmbeddingSource {
+                path,
+                embed: Some(Box::new(embed)),
+            })
+        }
+    }
+}
+
+fn probe_fit_config(a: ProbeFitArgs) -> Result<ProbeFitConfig> {
+    if let Some(c) = a.c.filter(|c| !(c.is_finite() && *c > 0.0)) {
+        bail!("--c must be a positive number, got {c}");
+    }
+    if a.cs.iter().any(|c| !(c.is_finite() && *c > 0.0)) {
+        bail!("--cs must be positive numbers");
+    }
+    if !(a.tol.is_finite() && a.tol > 0.0) {
+        bail!("--tol must be a positive number");
+    }
+    if !a.truth.is_file() {
+        bail!("--truth {}: no such file", a.truth.display());
+    }
+    Ok(ProbeFitConfig {
+        truth: a.truth,
+        source: embedding_source(a.embeddings, a.input)?,
+        output: a.output,
+        c: a.c,
+        cs: a.cs,
+        folds: a.folds as usize,
+        tol: a.tol,
+    })
+}
+
+fn probe_predict_config(a: ProbePredictArgs) -> Result<ProbePredictConfig> {
+    if !a.probe.is_file() {
+        bail!("--probe {}: no such file", a.probe.display());
+    }
+    let format = a.format.unwrap_or_else(|| {
+        if a.output.is_none() && std::io::stdout().is_terminal() {
+            ClassifyFormat::Table
+        } else {
+            ClassifyFormat::Csv
+        }
+    });
+    Ok(ProbePredictConfig {
+        probe: a.probe,
+        source: embedding_source(a.embeddings, a.input)?,
+        format,
+        output: a.output,
     })
 }
 

@@ -6,6 +6,7 @@ mod classify;
 mod embed;
 mod eval;
 mod inspect;
+mod probe;
 
 use crate::cli::{Config, DeviceChoice, RunConfig, Task};
 use crate::inputs::{discover, Found, Input};
@@ -36,6 +37,14 @@ pub fn run(config: Config) -> Result<Outcome> {
     match &config.task {
         Task::Inspect(c) => return inspect::run(c, &printer),
         Task::Eval(c) if c.run.is_none() => return eval::run(c, &printer),
+        Task::ProbeFit(c) if c.source.embed.is_none() => {
+            let (emb, _) = probe::embeddings(&c.source, || unreachable!())?;
+            return probe::fit(c, emb, &printer);
+        }
+        Task::ProbePredict(c) if c.source.embed.is_none() => {
+            let (emb, _) = probe::embeddings(&c.source, || unreachable!())?;
+            return probe::predict(c, emb);
+        }
         _ => {}
     }
     let device = select_device(&config.device)?;
@@ -57,8 +66,34 @@ pub fn run(config: Config) -> Result<Outcome> {
             }
             result
         }
+        Task::ProbeFit(c) => {
+            let (emb, embedded) = probe::embeddings(&c.source, || {
+                embed_for_probe(&c.source, &model, &files, &printer)
+            })?;
+            let fitted = probe::fit(c, emb, &printer)?;
+            Ok(Outcome {
+                failed: fitted.failed.max(embedded.failed),
+                ..fitted
+            })
+        }
+        Task::ProbePredict(c) => {
+            let (emb, _) = probe::embeddings(&c.source, || {
+                embed_for_probe(&c.source, &model, &files, &printer)
+            })?;
+            probe::predict(c, emb)
+        }
         Task::Inspect(_) => unreachable!("inspect needs no model"),
     }
+}
+
+fn embed_for_probe(
+    source: &crate::cli::EmbeddingSource,
+    model: &Clip,
+    files: &ModelFiles,
+    printer: &Printer,
+) -> Result<Outcome> {
+    let c = source.embed.as_deref().context("no embed run")?;
+    embed::run(c, model, files, printer)
 }
 
 fn select_device(choice: &DeviceChoice) -> Result<Device> {

@@ -1,4 +1,5 @@
 //! Probe: image embeddings + labels -> a linear probe (fit), and a probe + embeddings ->
 //! class probabilities (predict): the paper's linear-probe protocol.
 
+pub mod data;
 pub mod logreg;

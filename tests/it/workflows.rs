@@ -356,3 +356,245 @@ fn eval_can_score_the_images_itself_and_keep_the_scores() {
     assert_eq!(now, serde_json::from_str::<Value>(&later).unwrap());
     assert!(tmp.path().join("scores.csv.meta.json").is_file());
 }
+
+/// Writes one probe-reference split as an `embed` jsonl output with its meta file, and the
+/// truth CSV; returns the embeddings path.
+fn write_split(
+    dir: &std::path::Path,
+    case: &Value,
+    split: &str,
+    model_id: &str,
+) -> std::path::PathBuf {
+    let dim = case["dim"].as_u64().unwrap() as usize;
+    let x: Vec<f64> = serde_json::from_value(case[format!("x_{split}")].clone()).unwrap();
+    let y: Vec<usize> = serde_json::from_value(case[format!("y_{split}")].clone()).unwrap();
+    let mut jsonl = String::new();
+    let mut truth = String::from("file,label\n");
+    for (i, row) in x.chunks(dim).enumerate() {
+        let file = format!("/data/{split}/img{i:03}.png");
+        jsonl += &serde_json::json!({ "file": file, "embedding": row }).to_string();
+        jsonl.push('\n');
+        truth += &format!("img{i:03}.png,class {}\n", y[i]);
+    }
+    let path = dir.join(format!("{split}.jsonl"));
+    std::fs::write(&path, jsonl).unwrap();
+    std::fs::write(dir.join(format!("{split}.csv")), truth).unwrap();
+    let meta =
+        serde_json::json!({ "model": { "id": model_id, "revision": "abc123", "embed_dim": dim } });
+    std::fs::write(
+        dir.join(format!("{split}.jsonl.meta.json")),
+        meta.to_string(),
+    )
+    .unwrap();
+    path
+}
+
+fn whyxray_in(dir: &std::path::Path, args: &[&str]) -> std::process::Output {
+    let mut cmd = whyxray();
+    cmd.current_dir(dir).args(args);
+    run(&mut cmd)
+}
+
+#[test]
+fn probe_fit_and_predict_match_scikit_learn_and_refuse_another_model() {
+    let text =
+        std::fs::read_to_string(root().join("tests/fixtures/probe/probe_reference.json")).unwrap();
+    let reference: Value = serde_json::from_str(&text).unwrap();
+    let case = &reference["cases"][0];
+    assert_eq!(case["name"], "multiclass");
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path();
+    write_split(d, case, "train", "yyupenn/whyxrayclip");
+    write_split(d, case, "test", "yyupenn/whyxrayclip");
+    let out = whyxray_in(
+        d,
+        &[
+            "probe",
+            "fit",
+            "--embeddings",
+            "train.jsonl",
+            "--truth",
+            "train.csv",
+            "-o",
+            "probe.json",
+            "--tol",
+            "1e-12",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let probe: Value =
+        serde_json::from_str(&std::fs::read_to_string(d.join("probe.json")).unwrap()).unwrap();
+    // LogisticRegressionCV: the same C from the same folds and accuracies.
+    assert_eq!(probe["c"], case["cv_best_c"]);
+    assert_eq!(probe["cv"]["fold_accuracy"], case["cv_scores"]);
+    assert_eq!(
+        probe["classes"],
+        serde_json::json!(["class 0", "class 1", "class 2"])
+    );
+    assert_eq!(probe["model"]["id"], "yyupenn/whyxrayclip");
+    let coef: Vec<f64> = probe["coef"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|r| r.as_array().unwrap().iter().map(|v| v.as_f64().unwrap()))
+        .collect();
+    let want: Vec<f64> = serde_json::from_value(case["cv_coef"].clone()).unwrap();
+    let scale = want.iter().fold(0f64, |m, v| m.max(v.abs()));
+    let worst = coef
+        .iter()
+        .zip(&want)
+        .fold(0f64, |m, (a, b)| m.max((a - b).abs()))
+        / scale;
+    assert!(
+        worst < 1e-4,
+        "coefficients: max diff / max |coef| = {worst:e}"
+    );
+
+    let out = whyxray_in(
+        d,
+        &[
+            "probe",
+            "predict",
+            "--probe",
+            "probe.json",
+            "--embeddings",
+            "test.jsonl",
+            "--format",
+            "csv",
+            "-o",
+            "pred.csv",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let proba: Vec<f64> = serde_json::from_value(case["cv_proba_test"].clone()).unwrap();
+    let pred = std::fs::read_to_string(d.join("pred.csv")).unwrap();
+    let (mut agree, mut n, mut worst_p) = (0, 0, 0f64);
+    for (line, want) in pred.lines().skip(1).zip(proba.chunks(3)) {
+        let got: Vec<f64> = line
+            .split(',')
+            .skip(1)
+            .take(3)
+            .map(|v| v.parse().unwrap())
+            .collect();
+        worst_p = got
+            .iter()
+            .zip(want)
+            .fold(worst_p, |m, (a, b)| m.max((a - b).abs()));
+        let arg = |v: &[f64]| (0..3).fold(0, |b, i| if v[i] > v[b] { i } else { b });
+        agree += usize::from(arg(&got) == arg(want));
+        n += 1;
+    }
+    assert_eq!(n, 120);
+    assert!(agree * 100 >= 99 * n, "{agree}/{n} predictions agree");
+    assert!(worst_p < 1e-4, "probabilities differ by {worst_p:e}");
+    eprintln!("probe vs sklearn: coef rel {worst:e}, proba {worst_p:e}, agree {agree}/{n}");
+
+    // The predictions are a classify-style output: eval reads them.
+    let out = whyxray_in(
+        d,
+        &[
+            "eval",
+            "--truth",
+            "test.csv",
+            "--scores",
+            "pred.csv",
+            "--bootstrap",
+            "0",
+            "--json",
+            "-",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let r: Value = serde_json::from_str(&stdout(&out)).unwrap();
+    assert_eq!(r["n"], 120);
+
+    // Embeddings of another model (or without a meta file) are refused.
+    write_split(d, case, "test", "openai/clip-vit-large-patch14");
+    let out = whyxray_in(
+        d,
+        &[
+            "probe",
+            "predict",
+            "--probe",
+            "probe.json",
+            "--embeddings",
+            "test.jsonl",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains("refusing to apply it"),
+        "{}",
+        stderr(&out)
+    );
+    std::fs::remove_file(d.join("test.jsonl.meta.json")).unwrap();
+    let out = whyxray_in(
+        d,
+        &[
+            "probe",
+            "predict",
+            "--probe",
+            "probe.json",
+            "--embeddings",
+            "test.jsonl",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains("cannot tell which model"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[test]
+fn probe_can_embed_the_images_itself() {
+    let tmp = tempfile::tempdir().unwrap();
+    let truth = tmp.path().join("truth.csv");
+    let images = [
+        "nih_00000001_000.png",
+        "nih_gray_q90.jpg",
+        "nih_tinted_rgb.png",
+        "nih_la.png",
+    ];
+    let mut csv = String::from("file,label\n");
+    for (i, f) in images.iter().enumerate() {
+        csv += &format!("{f},{}\n", if i % 2 == 0 { "a" } else { "b" });
+    }
+    std::fs::write(&truth, csv).unwrap();
+    let probe = tmp.path().join("probe.json");
+    let mut cmd = whyxray();
+    cmd.current_dir(root().join("tests/data"))
+        .args(["probe", "fit", "--c", "1"])
+        .args(images);
+    cmd.arg("--truth")
+        .arg(&truth)
+        .arg("-o")
+        .arg(&probe)
+        .arg("-m")
+        .arg(model_dir("tiny-gelu-p14"));
+    let out = run(&mut cmd);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let mut cmd = whyxray();
+    cmd.current_dir(root().join("tests/data"))
+        .args(["probe", "predict", "--format", "jsonl"])
+        .args(images);
+    cmd.arg("--probe")
+        .arg(&probe)
+        .arg("-m")
+        .arg(model_dir("tiny-gelu-p14"));
+    let out = run(&mut cmd);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_eq!(stdout(&out).lines().count(), 4);
+    // Another model's images are refused.
+    let mut cmd = whyxray();
+    cmd.current_dir(root().join("tests/data"))
+        .args(["probe", "predict"])
+        .arg(images[0]);
+    cmd.arg("--probe")
+        .arg(&probe)
+        .arg("-m")
+        .arg(model_dir("tiny-gelu-p16-bilinear"));
+    let out = run(&mut cmd);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+}

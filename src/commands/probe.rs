@@ -1,0 +1,210 @@
+//! `whyxray probe fit | predict`: embeddings (read from an `embed` output, or embedded now)
+//! and labels -> a cross-validated logistic-regression probe saved as JSON; a probe and
+//! embeddings of the same model -> class probabilities in classify's formats.
+
+use crate::cli::{EmbeddingSource, ProbeFitConfig, ProbePredictConfig};
+use crate::eval::data::{match_files, read_truth, ScoreRow, Scores, Truth};
+use crate::output::{ClassifyRow, ClassifyWriter, Sink};
+use crate::printer::Printer;
+use crate::probe::data::{describe, load, read_embeddings, same_model, save, Embeddings, Probe};
+use crate::probe::logreg::{default_cs, fit_cv, fit_with, FitOptions};
+use crate::score::normalise;
+use crate::Outcome;
+use anyhow::{bail, Result};
+use serde_json::json;
+
+/// Runs `embed` first when the source asks for it (`embed_now`), then reads the embeddings
+/// and removes the temporary files.
+pub fn embeddings(
+    source: &EmbeddingSource,
+    embed_now: impl FnOnce() -> Result<Outcome>,
+) -> Result<(Embeddings, Outcome)> {
+    let mut outcome = Outcome::default();
+    if source.embed.is_some() {
+        let result = embed_now();
+        outcome = match result {
+            Ok(o) => o,
+            Err(e) => {
+                cleanup(source);
+                return Err(e);
+            }
+        };
+    }
+    let read = read_embeddings(&source.path);
+    cleanup(source);
+    Ok((read?, outcome))
+}
+
+fn cleanup(source: &EmbeddingSource) {
+    if source.embed.is_some() {
+        let p = &source.path;
+        for f in [
+            p.clone(),
+            crate::output::npy::sidecar_path(p),
+            crate::cli::meta_path(p),
+        ] {
+            let _ = std::fs::remove_file(f);
+        }
+    }
+}
+
+pub fn fit(c: &ProbeFitConfig, emb: Embeddings, printer: &Printer) -> Result<Outcome> {
+    let Truth::Single { files, labels } = read_truth(&c.truth)? else {
+        bail!("probe fit needs a `file,label` truth CSV (one class per image)");
+    };
+    let as_scores = Scores {
+        classes: Vec::new(),
+        rows: emb
+            .rows
+            .iter()
+            .map(|r| ScoreRow {
+                file: r.file.clone(),
+                result: r
+                    .embedding
+                    .as_ref()
+                    .map(|_| Vec::new())
+                    .map_err(Clone::clone),
+            })
+            .collect(),
+    };
+    let m = match_files(&files, &as_scores)?;
+    for f in &m.truth_not_scored {
+        printer.failure(f, "in the truth but has no embedding");
+    }
+    for (f, e) in &m.failed {
+        printer.failure(f, format_args!("left out: its image failed: {e}"));
+    }
+    // sklearn orders classes by sorting their labels.
+    let mut classes: Vec<String> = m.pairs.iter().map(|&(t, _)| labels[t].clone()).collect();
+    classes.sort();
+    classes.dedup();
+    if classes.len() < 2 {
+        bail!("probe fit needs at least two classes among the embedded training images, found {classes:?}");
+    }
+    let (dim, n) = (emb.dim, m.pairs.len());
+    let mut x = Vec::with_capacity(n * dim);
+    let mut y = Vec::with_capacity(n);
+    for &(t, e) in &m.pairs {
+        let mut row = emb.rows[e].embedding.clone().unwrap_or_default();
+        normalise(&mut row);
+        x.extend(row);
+        y.push(classes.binary_search(&labels[t]).unwrap_or_default());
+    }
+    let opts = FitOptions {
+        tol: c.tol,
+        ..FitOptions::default()
+    };
+    let (weights, cv) = match c.c {
+        Some(cval) => {
+            let (model, rep) = fit_with(&x, dim, &y, classes.len(), cval, &opts, None);
+            if !rep.converged {
+                printer.warn(format_args!(
+                    "the solver stopped at {} iterations before reaching --tol {}",
+                    rep.iterations, c.tol
+                ));
+            }
+            (model, serde_json::Value::Null)
+        }
+        None => {
+            let small = classes
+                .iter()
+                .enumerate()
+                .find(|(k, _)| y.iter().filter(|&&l| l == *k).count() < c.folds);
+            if let Some((_, name)) = small {
+                bail!(
+                    "class {name:?} has fewer than {} training images: lower --folds or give --c",
+                    c.folds
+                );
+            }
+            let cs = if c.cs.is_empty() {
+                default_cs()
+            } else {
+                c.cs.clone()
+            };
+            printer.note(format_args!(
+                "cross-validating {} values of C over {} folds on {n} images",
+                cs.len(),
+                c.folds
+            ));
+            let (model, cv) = fit_cv(&x, dim, &y, classes.len(), &cs, c.folds, &opts);
+            if !cv.converged {
+                printer.warn(format_args!(
+                    "some fits stopped before reaching --tol {}",
+                    c.tol
+                ));
+            }
+            let means: Vec<f64> = cv
+                .scores
+                .iter()
+                .map(|s| s.iter().sum::<f64>() / s.len() as f64)
+                .collect();
+            let cv_json = json!({ "folds": c.folds, "scoring": "accuracy", "cs": cv.cs, "mean_accuracy": means, "fold_accuracy": cv.scores, "best_c": cv.best_c });
+            (model, cv_json)
+        }
+    };
+    let train_acc = (0..n)
+        .filter(|&i| weights.predict(&x[i * dim..(i + 1) * dim]) == y[i])
+        .count() as f64
+        / n as f64;
+    printer.note(format_args!(
+        "C = {}: training accuracy {train_acc:.4} on {n} images, {} classes",
+        weights.c,
+        classes.len()
+    ));
+    let extra = json!({
+        "cv": cv,
+        "train": { "n": n, "accuracy": train_acc, "truth": c.truth, "tol": c.tol },
+    });
+    save(
+        &c.output,
+        &Probe {
+            model: emb.model,
+            classes,
+            weights,
+        },
+        extra,
+    )?;
+    Ok(Outcome {
+        scored: n,
+        failed: m.truth_not_scored.len() + m.failed.len(),
+        interrupted: false,
+    })
+}
+
+pub fn predict(c: &ProbePredictConfig, emb: Embeddings) -> Result<Outcome> {
+    let probe = load(&c.probe)?;
+    if !same_model(&probe.model, &emb.model) || probe.weights.dim != emb.dim {
+        bail!(
+            "the probe was fitted on embeddings of {}, these come from {}: refusing to apply it",
+            describe(&probe.model),
+            describe(&emb.model)
+        );
+    }
+    let mut writer = ClassifyWriter::new(
+        c.format,
+        probe.classes.clone(),
+        Sink::open(c.output.as_deref(), false)?,
+        false,
+    );
+    let mut outcome = Outcome::default();
+    let rows: Vec<ClassifyRow> = emb
+        .rows
+        .into_iter()
+        .map(|r| ClassifyRow {
+            file: r.file,
+            result: r.embedding.map(|mut e| {
+                normalise(&mut e);
+                probe
+                    .weights
+                    .predict_proba(&e)
+                    .into_iter()
+                    .map(|p| p as f32)
+                    .collect()
+            }),
+        })
+        .collect();
+    outcome.failed = rows.iter().filter(|r| r.result.is_err()).count();
+    outcome.scored = rows.len() - outcome.failed;
+    writer.write(&rows)?;
+    Ok(outcome)
+}

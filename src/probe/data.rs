@@ -1,0 +1,258 @@
+//! Probe (inputs and the saved probe): image embeddings from an `embed` output (npy + its
+//! `.paths.tsv` sidecar, or jsonl) with the model that made them (its `.meta.json`), and the
+//! probe file itself: weights plus what they may be applied to.
+
+use super::logreg::Model;
+use crate::output::meta::read_model;
+use crate::output::npy::sidecar_path;
+use anyhow::{bail, Context, Result};
+use serde_json::{json, Value};
+use std::path::{Path, PathBuf};
+
+/// One embedded image, or why it has none.
+pub struct Embedded {
+    pub file: String,
+    pub embedding: Result<Vec<f32>, String>,
+}
+
+pub struct Embeddings {
+    pub rows: Vec<Embedded>,
+    pub dim: usize,
+    /// The `model` record of the run that made them (id, revision, embed_dim, ...).
+    pub model: Value,
+}
+
+/// `OUT.meta.json`, as `embed -o OUT` writes it.
+pub fn meta_of(path: &Path) -> PathBuf {
+    crate::cli::meta_path(path)
+}
+
+pub fn read_embeddings(path: &Path) -> Result<Embeddings> {
+    let meta = meta_of(path);
+    if !meta.is_file() {
+        bail!(
+            "{} has no {}: cannot tell which model made these embeddings (export them again with \
+             `whyxray embed ... -o {}`, which writes it)",
+            path.display(),
+            meta.display(),
+            path.display()
+        );
+    }
+    let model = read_model(&meta)?;
+    let bytes = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let (rows, dim) = if bytes.starts_with(b"\x93NUMPY") {
+        read_npy(path, &bytes)?
+    } else {
+        read_jsonl(path, &bytes)?
+    };
+    Ok(Embeddings { rows, dim, model })
+}
+
+fn read_npy(path: &Path, bytes: &[u8]) -> Result<(Vec<Embedded>, usize)> {
+    let ctx = || format!("{}: not a float32 [rows, dim] npy file", path.display());
+    let hlen = u16::from_le_bytes(
+        bytes
+            .get(8..10)
+            .context("short file")
+            .with_context(ctx)?
+            .try_into()?,
+    ) as usize;
+    let header =
+        std::str::from_utf8(bytes.get(10..10 + hlen).with_context(ctx)?).with_context(ctx)?;
+    if !header.contains("'descr': '<f4'") || !header.contains("'fortran_order': False") {
+        bail!("{}: header {header:?}", ctx());
+    }
+    let shape = header
+        .split("'shape': (")
+        .nth(1)
+        .and_then(|r| r.split(')').next())
+        .with_context(ctx)?;
+    let dims: Vec<usize> = shape
+        .split(',')
+        .filter(|s| !s.trim().is_empty())
+        .map(|s| s.trim().parse())
+        .collect::<Result<_, _>>()
+        .with_context(ctx)?;
+    let [n, dim] = dims[..] else {
+        bail!("{}: shape ({shape})", ctx())
+    };
+    let data = &bytes[10 + hlen..];
+    if data.len() < n * dim * 4 {
+        bail!(
+            "{}: {} rows of {dim} declared, {} bytes of data",
+            ctx(),
+            n,
+            data.len()
+        );
+    }
+    let side = sidecar_path(path);
+    let text = std::fs::read_to_string(&side)
+        .with_context(|| format!("cannot read the sidecar {}", side.display()))?;
+    let lines: Vec<&str> = text.lines().skip(1).collect();
+    if lines.len() < n {
+        bail!(
+            "{} names {} rows, the array has {n}",
+            side.display(),
+            lines.len()
+        );
+    }
+    let mut rows = Vec::new();
+    for (i, line) in lines.iter().take(n).enumerate() {
+        let f: Vec<&str> = line.split('\t').collect();
+        let (kind, item, error) = (
+            f.first().copied().unwrap_or(""),
+            f.get(1).copied().unwrap_or(""),
+            f.get(2).copied().unwrap_or(""),
+        );
+        if kind != "image" {
+            continue;
+        }
+        let embedding = if error.is_empty() {
+            Ok(data[i * dim * 4..(i + 1) * dim * 4]
+                .chunks_exact(4)
+                .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+                .collect())
+        } else {
+            Err(error.to_string())
+        };
+        rows.push(Embedded {
+            file: item.to_string(),
+            embedding,
+        });
+    }
+    Ok((rows, dim))
+}
+
+fn read_jsonl(path: &Path, bytes: &[u8]) -> Result<(Vec<Embedded>, usize)> {
+    let text = std::str::from_utf8(bytes)
+        .with_context(|| format!("{}: neither npy nor jsonl", path.display()))?;
+    let mut rows = Vec::new();
+    let mut dim = 0;
+    for (i, line) in text
+        .lines()
+        .enumerate()
+        .filter(|(_, l)| !l.trim().is_empty())
+    {
+        let v: Value = serde_json::from_str(line)
+            .with_context(|| format!("{} line {}: not JSON", path.display(), i + 1))?;
+        let Some(file) = v["file"].as_str() else {
+            continue;
+        }; // text rows
+        let embedding = match (&v["embedding"], &v["error"]) {
+            (Value::Array(a), _) => {
+                let e: Vec<f32> = a
+                    .iter()
+                    .map(|x| x.as_f64().map(|f| f as f32))
+                    .collect::<Option<_>>()
+                    .with_context(|| {
+                        format!("{} line {}: a value is not a number", path.display(), i + 1)
+                    })?;
+                if dim != 0 && e.len() != dim {
+                    bail!(
+                        "{} line {}: {} values, earlier rows {dim}",
+                        path.display(),
+                        i + 1,
+                        e.len()
+                    );
+                }
+                dim = e.len();
+                Ok(e)
+            }
+            (_, Value::String(e)) => Err(e.clone()),
+            _ => bail!(
+                "{} line {}: neither \"embedding\" nor \"error\"",
+                path.display(),
+                i + 1
+            ),
+        };
+        rows.push(Embedded {
+            file: file.to_string(),
+            embedding,
+        });
+    }
+    if dim == 0 {
+        bail!("{}: no embedded image", path.display());
+    }
+    Ok((rows, dim))
+}
+
+/// The model identity a probe is tied to: the same id and revision (and dimension).
+pub fn same_model(a: &Value, b: &Value) -> bool {
+    a["id"] == b["id"] && a["revision"] == b["revision"] && a["embed_dim"] == b["embed_dim"]
+}
+
+pub fn describe(model: &Value) -> String {
+    format!(
+        "{} (revision {}, dim {})",
+        model["id"], model["revision"], model["embed_dim"]
+    )
+}
+
+/// A fitted probe as saved by `probe fit`.
+pub struct Probe {
+    pub model: Value,
+    pub classes: Vec<String>,
+    pub weights: Model,
+}
+
+pub fn save(path: &Path, probe: &Probe, extra: Value) -> Result<()> {
+    let m = &probe.weights;
+    let coef: Vec<&[f64]> = m.coef.chunks(m.dim).collect();
+    let mut v = json!({
+        "format": "whyxray-probe/1",
+        "whyxray": env!("CARGO_PKG_VERSION"),
+        "model": probe.model,
+        "classes": probe.classes,
+        "dim": m.dim,
+        "c": m.c,
+        "rule": "multinomial logistic regression (binary: one logistic) on L2-normalised image embeddings; scikit-learn's lbfgs objective",
+        "coef": coef,
+        "intercept": m.intercept,
+    });
+    if let (Value::Object(o), Value::Object(e)) = (&mut v, extra) {
+        o.extend(e);
+    }
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, serde_json::to_string_pretty(&v)? + "\n")
+        .and_then(|()| std::fs::rename(&tmp, path))
+        .with_context(|| format!("cannot write the probe {}", path.display()))
+}
+
+pub fn load(path: &Path) -> Result<Probe> {
+    let ctx = || format!("--probe {}", path.display());
+    let text = std::fs::read_to_string(path).with_context(ctx)?;
+    let v: Value = serde_json::from_str(&text).with_context(ctx)?;
+    if v["format"] != "whyxray-probe/1" {
+        bail!(
+            "{}: not a whyxray probe (no \"format\": \"whyxray-probe/1\")",
+            ctx()
+        );
+    }
+    let classes: Vec<String> = serde_json::from_value(v["classes"].clone()).with_context(ctx)?;
+    let dim = v["dim"].as_u64().with_context(ctx)? as usize;
+    let coef: Vec<Vec<f64>> = serde_json::from_value(v["coef"].clone()).with_context(ctx)?;
+    let intercept: Vec<f64> = serde_json::from_value(v["intercept"].clone()).with_context(ctx)?;
+    let k_rows = if classes.len() == 2 { 1 } else { classes.len() };
+    if classes.len() < 2
+        || coef.len() != k_rows
+        || intercept.len() != k_rows
+        || coef.iter().any(|r| r.len() != dim)
+    {
+        bail!(
+            "{}: weights do not match its {} classes and dimension {dim}",
+            ctx(),
+            classes.len()
+        );
+    }
+    Ok(Probe {
+        model: v["model"].clone(),
+        weights: Model {
+            classes: classes.len(),
+            dim,
+            coef: coef.concat(),
+            intercept,
+            c: v["c"].as_f64().unwrap_or(f64::NAN),
+        },
+        classes,
+    })
+}

@@ -67,7 +67,8 @@ pub fn decode(bytes: &[u8], opts: &DecodeOptions) -> Result<Decoded> {
         ));
     }
     if JPEG_2000.contains(&ts.as_str()) {
-        check_j2k_size(&obj, frame, frames, (cols as u64, rows as u64))?;
+        let samples = number(&obj, tags::SAMPLES_PER_PIXEL).unwrap_or(1.0) as u16;
+        check_j2k_size(&obj, frame, frames, (cols as u64, rows as u64, samples))?;
     }
     let (values, width, height, channels, decoded_pi) = if JPEG_BASELINE.contains(&ts.as_str()) {
         let (v, w, h, c) = jpeg_frame(&obj, frame, frames)?;
@@ -228,14 +229,15 @@ fn frame_stream(fragments: &[Vec<u8>], offsets: &[u32], n: u32, frames: u32) -> 
     Ok(stream)
 }
 
-/// The JPEG 2000 codestream must be the size the header says: dicom-rs's J2K adapter writes
-/// the decoded samples into a buffer sized from Rows x Columns and panics on a larger stream
-/// (found by the decode fuzzer). Reads the SIZ marker segment (ISO 15444-1 A.5.1).
+/// The JPEG 2000 codestream must be what the header says: dicom-rs's J2K adapter writes the
+/// decoded samples into a buffer sized from Rows x Columns x SamplesPerPixel and panics on a
+/// larger stream or more components (found by the decode fuzzer). Reads the SIZ marker
+/// segment (ISO 15444-1 A.5.1).
 fn check_j2k_size(
     obj: &DefaultDicomObject,
     frame: u32,
     frames: u32,
-    header: (u64, u64),
+    (cols, rows, samples): (u64, u64, u16),
 ) -> Result<()> {
     let pixel_data = obj.element(tags::PIXEL_DATA)?;
     let value = pixel_data.value();
@@ -252,26 +254,21 @@ fn check_j2k_size(
         .windows(4)
         .position(|w| w == [0xFF, 0x4F, 0xFF, 0x51])
         .context("JPEG 2000 frame without a codestream header (SOC, SIZ)")?;
-    let be32 = |p: usize| {
-        stream
-            .get(at + p..at + p + 4)
-            .map(|b| u32::from_be_bytes([b[0], b[1], b[2], b[3]]))
+    let be = |p: usize, n: usize| {
+        let b = stream.get(at + p..at + p + n)?;
+        Some(b.iter().fold(0u64, |v, &x| v << 8 | u64::from(x)))
     };
-    let (Some(x), Some(y), Some(x0), Some(y0)) = (be32(8), be32(12), be32(16), be32(20)) else {
+    let (Some(x), Some(y), Some(x0), Some(y0), Some(c)) =
+        (be(8, 4), be(12, 4), be(16, 4), be(20, 4), be(40, 2))
+    else {
         bail!("JPEG 2000 frame with a truncated SIZ marker");
     };
-    let size = (
-        u64::from(x.saturating_sub(x0)),
-        u64::from(y.saturating_sub(y0)),
-    );
-    if size != header {
-        bail!(
-            "JPEG 2000 stream is {} x {} pixels, but the DICOM header says {} x {}",
-            size.0,
-            size.1,
-            header.0,
-            header.1
-        );
+    let (w, h) = (x.saturating_sub(x0), y.saturating_sub(y0));
+    if (w, h) != (cols, rows) {
+        bail!("JPEG 2000 stream is {w} x {h} pixels, but the DICOM header says {cols} x {rows}");
+    }
+    if c != u64::from(samples) {
+        bail!("JPEG 2000 stream has {c} components, but the DICOM header says {samples} sample(s) per pixel");
     }
     Ok(())
 }

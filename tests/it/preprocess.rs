@@ -144,6 +144,10 @@ fn fuzzer_findings_are_errors_with_a_cause() {
             "JPEG 2000 stream is 50 x 40 pixels, but the DICOM header says 50 x 32",
         ),
         (
+            "j2k_zero_samples_per_pixel.dcm",
+            "JPEG 2000 stream has 1 components, but the DICOM header says 0",
+        ),
+        (
             "unknown_vr_4gb_length.dcm",
             "element (0010,FFFF) declares 1953397075 bytes",
         ),

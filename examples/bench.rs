@@ -5,9 +5,39 @@
 //!   bench text MODEL_DIR                 the text tower alone on 16 typical labels, texts/s
 //!   bench load MODEL_DIR FILE            seconds to load the weights FILE (best of 2)
 //!   bench make-vit-l14 DIR [SEED]        a random full-size ViT-L/14 open_clip checkpoint
+//!
+//! `tower` and `text` run where `WHYXRAY_BENCH_DEVICE` says (cpu, default, or cuda) in
+//! `WHYXRAY_BENCH_DTYPE` (f32, default, f16 or bf16); on a GPU each timed pass ends with a
+//! device synchronisation, and the figure printed is the median of 10 passes.
 
 use anyhow::{bail, Context, Result};
 use candle_core::{DType, Device, Tensor};
+
+fn bench_device() -> Result<(Device, DType)> {
+    let dev = match std::env::var("WHYXRAY_BENCH_DEVICE").as_deref() {
+        Ok("cuda") => Device::new_cuda(0)?,
+        _ => Device::Cpu,
+    };
+    let dtype = match std::env::var("WHYXRAY_BENCH_DTYPE").as_deref() {
+        Ok("bf16") => DType::BF16,
+        Ok("f16") => DType::F16,
+        _ => DType::F32,
+    };
+    Ok((dev, dtype))
+}
+
+/// Seconds per pass: the median of `passes` timed runs of `f`, each synchronised.
+fn median_secs(dev: &Device, passes: usize, mut f: impl FnMut() -> Result<()>) -> Result<f64> {
+    let mut times = Vec::with_capacity(passes);
+    for _ in 0..passes {
+        let start = Instant::now();
+        f()?;
+        dev.synchronize()?;
+        times.push(start.elapsed().as_secs_f64());
+    }
+    times.sort_by(f64::total_cmp);
+    Ok(times[times.len() / 2])
+}
 use rayon::prelude::*;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -64,7 +94,9 @@ fn load_model(dir: &Path) -> Result<Clip> {
         .map(|f| dir.join(f))
         .find(|p| p.exists())
         .context("no weights")?;
-    Clip::load(cfg, &weights, &Device::Cpu)
+    let (dev, dtype) = bench_device()?;
+    let tensors = whyxray::model::weights::load(&weights, &cfg.model, &dev)?;
+    Clip::from_tensors_in(cfg, tensors, &dev, dtype)
 }
 
 const LABELS: [&str; 16] = [
@@ -86,19 +118,21 @@ const LABELS: [&str; 16] = [
     "pneumonia",
 ];
 
+/// The text tower on the 16 labels, repeated to `WHYXRAY_BENCH_TEXTS` texts (default 16).
 fn text(dir: &Path) -> Result<()> {
     let model = load_model(dir)?;
-    let labels: Vec<String> = LABELS.iter().map(|s| s.to_string()).collect();
+    let n: usize = std::env::var("WHYXRAY_BENCH_TEXTS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(16);
+    let labels: Vec<String> = (0..n).map(|i| LABELS[i % 16].to_string()).collect();
     whyxray::commands::embed_texts(&model, &labels)?; // warm-up
-    let start = Instant::now();
-    let repeat = 5;
-    for _ in 0..repeat {
-        whyxray::commands::embed_texts(&model, &labels)?;
-    }
-    let secs = start.elapsed().as_secs_f64() / f64::from(repeat);
+    let secs = median_secs(model.device(), 10, || {
+        whyxray::commands::embed_texts(&model, &labels).map(drop)
+    })?;
     println!(
-        "text tower: 16 labels in {secs:.3} s = {:.1} texts/s",
-        16.0 / secs
+        "text tower: {n} labels in {secs:.4} s = {:.1} texts/s",
+        n as f64 / secs
     );
     Ok(())
 }
@@ -118,16 +152,19 @@ fn load(dir: &Path, file: &str) -> Result<()> {
 fn tower(dir: &Path, n: usize, batch: usize) -> Result<()> {
     let model = load_model(dir)?;
     let s = model.config.preprocess.size;
-    let pixels = Tensor::randn(0f32, 1.0, (batch, 3, s, s), &Device::Cpu)?;
-    model.encode_images(&pixels.narrow(0, 0, 1)?)?; // warm-up
-    let start = Instant::now();
-    let mut done = 0;
-    while done < n {
-        let b = batch.min(n - done);
-        model.encode_images(&pixels.narrow(0, 0, b)?)?;
-        done += b;
-    }
-    let secs = start.elapsed().as_secs_f64();
+    let pixels = Tensor::randn(0f32, 1.0, (batch, 3, s, s), model.device())?;
+    model.encode_images(&pixels)?; // warm-up (and, on a GPU, kernel loading)
+    let pass = || -> Result<()> {
+        let mut done = 0;
+        while done < n {
+            let b = batch.min(n - done);
+            model.encode_images(&pixels.narrow(0, 0, b)?)?;
+            done += b;
+        }
+        Ok(())
+    };
+    let passes = if model.device().is_cpu() { 1 } else { 10 };
+    let secs = median_secs(model.device(), passes, pass)?;
     println!(
         "image tower: {n} images (batch {batch}) in {secs:.2} s = {:.3} images/s",
         n as f64 / secs

@@ -42,9 +42,14 @@ pub struct GlobalArgs {
     /// Never touch the network (same as HF_HUB_OFFLINE=1).
     #[arg(long, global = true)]
     pub offline: bool,
-    /// Where the model runs: auto, cpu, cuda or cuda:N.
+    /// Where the model runs: auto (a GPU when built with CUDA and one is present), cpu,
+    /// cuda or cuda:N.
     #[arg(long, global = true, default_value = "auto")]
     pub device: String,
+    /// Weights and activations: f32, f16 or bf16 [default: bf16 on CUDA, f32 on CPU].
+    /// Normalisation, cosines and softmax are float32 whatever it is.
+    #[arg(long, global = true, value_enum)]
+    pub dtype: Option<DtypeChoice>,
     /// No progress bars or notes on stderr; failures are still named.
     #[arg(short, long, global = true)]
     pub quiet: bool,
@@ -306,6 +311,13 @@ pub enum LogitScale {
     Model,
 }
 
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum DtypeChoice {
+    F32,
+    F16,
+    Bf16,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum DeviceChoice {
     Auto,
@@ -318,6 +330,7 @@ pub enum DeviceChoice {
 pub struct Config {
     pub model: ModelRequest,
     pub device: DeviceChoice,
+    pub dtype: Option<DtypeChoice>,
     pub quiet: bool,
     pub verbose: bool,
     pub task: Task,
@@ -446,6 +459,7 @@ impl Cli {
         Ok(Config {
             model,
             device: parse_device(&g.device)?,
+            dtype: g.dtype,
             quiet: g.quiet,
             verbose: g.verbose,
             task,

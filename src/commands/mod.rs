@@ -8,7 +8,7 @@ mod eval;
 mod inspect;
 mod probe;
 
-use crate::cli::{Config, DeviceChoice, RunConfig, Task};
+use crate::cli::{Config, DeviceChoice, DtypeChoice, RunConfig, Task};
 use crate::inputs::{discover, Found, Input};
 use crate::model::{config::OpenClipConfig, weights, Clip};
 use crate::pipeline::{self, Settings};
@@ -17,7 +17,7 @@ use crate::score::normalised_rows;
 use crate::source::{convert, resolve, ModelFiles};
 use crate::Outcome;
 use anyhow::{bail, Context, Result};
-use candle_core::{Device, Tensor};
+use candle_core::{DType, Device, Tensor};
 use std::collections::{HashMap, HashSet};
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -47,7 +47,7 @@ pub fn run(config: Config) -> Result<Outcome> {
         }
         _ => {}
     }
-    let device = select_device(&config.device)?;
+    let device = select_device(&config.device, &printer)?;
     let (model, files) = load_model(&config, &device, &printer)?;
     match &config.task {
         Task::Classify(c) => classify::run(c, &model, &files, &printer),
@@ -96,13 +96,35 @@ fn embed_for_probe(
     embed::run(c, model, files, printer)
 }
 
-fn select_device(choice: &DeviceChoice) -> Result<Device> {
+/// `auto` takes GPU 0 when this build has CUDA and a GPU answers, else the CPU.
+fn select_device(choice: &DeviceChoice, printer: &Printer) -> Result<Device> {
     match choice {
-        DeviceChoice::Auto | DeviceChoice::Cpu => Ok(Device::Cpu),
-        DeviceChoice::Cuda(_) => bail!(
-            "--device cuda: this whyxray was built without CUDA support (CPU only); \
-             use --device cpu or auto"
+        DeviceChoice::Cpu => Ok(Device::Cpu),
+        DeviceChoice::Auto if !candle_core::utils::cuda_is_available() => Ok(Device::Cpu),
+        DeviceChoice::Auto => match Device::new_cuda(0) {
+            Ok(d) => Ok(d),
+            Err(e) => {
+                printer.detail(format_args!("no usable GPU ({e}); running on the CPU"));
+                Ok(Device::Cpu)
+            }
+        },
+        DeviceChoice::Cuda(_) if !candle_core::utils::cuda_is_available() => bail!(
+            "--device cuda: this whyxray was built without CUDA support (CPU only); rebuild \
+             with `cargo build --release --features cuda`, or use --device cpu or auto"
         ),
+        DeviceChoice::Cuda(n) => Device::new_cuda(*n)
+            .with_context(|| format!("--device cuda:{n}: no usable CUDA device {n}")),
+    }
+}
+
+/// `--dtype`, else bf16 on a GPU and f32 on the CPU.
+fn select_dtype(choice: Option<DtypeChoice>, device: &Device) -> DType {
+    match choice {
+        Some(DtypeChoice::F32) => DType::F32,
+        Some(DtypeChoice::F16) => DType::F16,
+        Some(DtypeChoice::Bf16) => DType::BF16,
+        None if device.is_cuda() => DType::BF16,
+        None => DType::F32,
     }
 }
 
@@ -120,13 +142,15 @@ pub fn load_model(
         files.weights.display()
     ));
     let cfg = OpenClipConfig::from_file(&files.config)?;
-    let model = Clip::from_tensors(
+    let dtype = select_dtype(config.dtype, device);
+    let model = Clip::from_tensors_in(
         cfg.clone(),
         read_weights(&files.weights, &cfg, device, printer)?,
         device,
+        dtype,
     )?;
     printer.detail(format_args!(
-        "model loaded in {:.2} s",
+        "model loaded in {:.2} s ({device:?}, {dtype:?})",
         start.elapsed().as_secs_f64()
     ));
     Ok((model, files))

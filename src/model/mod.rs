@@ -10,7 +10,7 @@ mod vision;
 pub mod weights;
 
 use anyhow::{Context, Result};
-use candle_core::{Device, Tensor};
+use candle_core::{DType, Device, Tensor};
 use config::OpenClipConfig;
 use params::Params;
 use std::cell::RefCell;
@@ -27,6 +27,8 @@ pub struct Clip {
     /// `exp(logit_scale)` from the checkpoint.
     logit_scale: f32,
     device: Device,
+    /// The weights' and activations' dtype; features come out as float32 whatever it is.
+    dtype: DType,
 }
 
 impl Clip {
@@ -35,13 +37,27 @@ impl Clip {
         Self::from_tensors(config, tensors, device)
     }
 
-    /// From a state dict already read and checked by `weights::load`.
+    /// From a state dict already read and checked by `weights::load`, in float32.
     pub fn from_tensors(
         config: OpenClipConfig,
         tensors: HashMap<String, Tensor>,
         device: &Device,
     ) -> Result<Self> {
+        Self::from_tensors_in(config, tensors, device, DType::F32)
+    }
+
+    /// As `from_tensors`, with weights and activations in `dtype` (f16/bf16 for GPUs).
+    pub fn from_tensors_in(
+        config: OpenClipConfig,
+        tensors: HashMap<String, Tensor>,
+        device: &Device,
+        dtype: DType,
+    ) -> Result<Self> {
         let logit_scale = tensors["logit_scale"].to_scalar::<f32>()?.exp();
+        let tensors = tensors
+            .into_iter()
+            .map(|(k, t)| Ok((k, t.to_dtype(dtype)?)))
+            .collect::<Result<HashMap<_, _>>>()?;
         let store = RefCell::new(tensors);
         let m = &config.model;
         let vision =
@@ -55,17 +71,19 @@ impl Clip {
             text,
             logit_scale,
             device: device.clone(),
+            dtype,
         })
     }
 
     /// `pixels`: [B, 3, S, S] as made by `image::preprocess`; returns [B, embed_dim].
     pub fn encode_images(&self, pixels: &Tensor) -> Result<Tensor> {
-        Ok(self.vision.forward(&pixels.to_device(&self.device)?)?)
+        let pixels = pixels.to_device(&self.device)?.to_dtype(self.dtype)?;
+        Ok(self.vision.forward(&pixels)?.to_dtype(DType::F32)?)
     }
 
     /// `ids`: rows of `context_length` ids from `text::Tokenizer`; returns [N, embed_dim].
     pub fn encode_texts(&self, ids: &[Vec<u32>]) -> Result<Tensor> {
-        Ok(self.text.forward(ids, &self.device)?)
+        Ok(self.text.forward(ids, &self.device)?.to_dtype(DType::F32)?)
     }
 
     pub fn logit_scale(&self) -> f32 {
@@ -74,5 +92,9 @@ impl Clip {
 
     pub fn device(&self) -> &Device {
         &self.device
+    }
+
+    pub fn dtype(&self) -> DType {
+        self.dtype
     }
 }

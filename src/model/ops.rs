@@ -2,7 +2,13 @@
 //! LayerNorm (candle computes the variance as E[x^2] - E[x]^2 in float32, which loses digits
 //! whenever a row's mean is large against its spread, as in CLIP's residual stream).
 
-use candle_core::{CpuStorage, CustomOp3, Layout, Module, Result, Shape, Tensor};
+use candle_core::{CpuStorage, CustomOp3, DType, Layout, Module, Result, Shape, Tensor};
+
+/// The hand-written CPU kernels take contiguous float32; anything else (CUDA, f16/bf16) goes
+/// through candle's own ops.
+fn cpu_f32(x: &Tensor) -> bool {
+    x.device().is_cpu() && x.dtype() == DType::F32
+}
 use rayon::prelude::*;
 
 /// `nn.LayerNorm(width, eps)` with affine weight and bias, over the last dimension.
@@ -21,14 +27,22 @@ impl LayerNorm {
 
 impl Module for LayerNorm {
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        if x.device().is_cpu() {
+        if cpu_f32(x) && self.weight.dtype() == DType::F32 {
             x.contiguous()?.apply_op3_no_bwd(
                 &self.weight,
                 &self.bias,
                 &TwoPassLayerNorm { eps: self.eps },
             )
         } else {
-            candle_nn::ops::layer_norm(&x.contiguous()?, &self.weight, &self.bias, self.eps)
+            // Half precision: normalise in float32, hand back the input's dtype.
+            let f = |t: &Tensor| t.to_dtype(DType::F32);
+            let y = candle_nn::ops::layer_norm(
+                &f(&x.contiguous()?)?,
+                &f(&self.weight)?,
+                &f(&self.bias)?,
+                self.eps,
+            )?;
+            y.to_dtype(x.dtype())
         }
     }
 }
@@ -129,7 +143,7 @@ mod tests {
 pub fn patchify(x: &Tensor, p: usize) -> Result<Tensor> {
     let (b, c, h, w) = x.dims4()?;
     let (gh, gw) = (h / p, w / p);
-    if x.device().is_cpu() {
+    if cpu_f32(x) {
         return x.contiguous()?.apply_op1_no_bwd(&Patchify(p));
     }
     x.narrow(2, 0, gh * p)?
@@ -175,7 +189,7 @@ impl candle_core::CustomOp1 for Patchify {
 /// approximation (Eigen's `generic_fast_erf_float`, max abs error 3.7e-7) in a loop the
 /// compiler vectorises; candle calls libm's scalar erf, which dominated small models.
 pub fn gelu_erf(x: &Tensor) -> Result<Tensor> {
-    if !x.device().is_cpu() {
+    if !cpu_f32(x) {
         return x.gelu_erf();
     }
     x.contiguous()?.apply_op1_no_bwd(&GeluErf)
@@ -221,6 +235,58 @@ pub fn erf(x: f32) -> f32 {
 }
 
 #[cfg(test)]
+mod generic_path_tests {
+    //! The candle-op paths (taken on CUDA and in half precision) must equal the CPU kernels:
+    //! checked here on the CPU by running them in float64, which only the generic path takes.
+    use super::*;
+    use candle_core::Device;
+
+    fn random(dims: &[usize]) -> Tensor {
+        Tensor::randn(0f32, 1.0, dims, &Device::Cpu).unwrap()
+    }
+
+    fn max_diff(a: &Tensor, b: &Tensor) -> f32 {
+        (a.to_dtype(DType::F32).unwrap() - b.to_dtype(DType::F32).unwrap())
+            .unwrap()
+            .abs()
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .max(0)
+            .unwrap()
+            .to_scalar::<f32>()
+            .unwrap()
+    }
+
+    #[test]
+    fn generic_paths_match_the_cpu_kernels() {
+        let f64_ = |t: &Tensor| t.to_dtype(DType::F64).unwrap();
+        let img = random(&[2, 3, 30, 28]);
+        assert!(
+            max_diff(
+                &patchify(&img, 14).unwrap(),
+                &patchify(&f64_(&img), 14).unwrap()
+            ) == 0.0
+        );
+        let x = random(&[5, 64]);
+        assert!(max_diff(&gelu_erf(&x).unwrap(), &gelu_erf(&f64_(&x)).unwrap()) < 1e-6);
+        assert!(max_diff(&transpose2d(&x).unwrap(), &transpose2d(&f64_(&x)).unwrap()) == 0.0);
+        let (w, b) = (random(&[64]), random(&[64]));
+        let ln32 = LayerNorm::new(w.clone(), b.clone(), 1e-5);
+        let ln64 = LayerNorm::new(f64_(&w), f64_(&b), 1e-5);
+        assert!(
+            max_diff(
+                &ln32.forward(&x).unwrap(),
+                &ln64.forward(&f64_(&x)).unwrap()
+            ) < 1e-5
+        );
+        let bf = ln32.forward(&x.to_dtype(DType::BF16).unwrap()).unwrap();
+        assert_eq!(bf.dtype(), DType::BF16);
+        assert!(max_diff(&ln32.forward(&x).unwrap(), &bf) < 0.05);
+    }
+}
+
+#[cfg(test)]
 mod erf_tests {
     #[test]
     fn fast_erf_is_within_a_few_ulp_of_libm() {
@@ -263,7 +329,7 @@ mod erf_tests {
 /// A contiguous [rows, cols] float32 matrix transposed to [cols, rows] in cache-sized tiles
 /// on all cores (candle's strided copy took 1.5 s for ViT-L/14's weights at load).
 pub fn transpose2d(x: &Tensor) -> Result<Tensor> {
-    if !x.device().is_cpu() || x.dtype() != candle_core::DType::F32 {
+    if !cpu_f32(x) {
         return x.t()?.contiguous();
     }
     x.contiguous()?.apply_op1_no_bwd(&Transpose2d)

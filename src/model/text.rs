@@ -46,7 +46,7 @@ impl TextTransformer {
             .broadcast_add(&self.positional_embedding.narrow(0, 0, len)?)?;
         let x = self
             .transformer
-            .forward(&x, Some(&causal_mask(len, device)?))?;
+            .forward(&x, Some(&causal_mask(len, device)?.to_dtype(x.dtype())?))?;
         let rows = eot
             .iter()
             .enumerate()

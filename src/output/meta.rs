@@ -45,7 +45,7 @@ impl Meta {
                 "checkpoint_logit_scale": model.logit_scale(),
             },
             "device": format!("{:?}", model.device()).to_lowercase(),
-            "dtype": "f32",
+            "dtype": format!("{:?}", model.dtype()).to_lowercase(),
             "preprocess": model.config.preprocess,
             "decode": {
                 "window": run.decode.window.to_string(),

@@ -167,17 +167,7 @@ fn native_frame(
 
 /// JPEG baseline: one frame's fragments decoded as a JPEG file would be.
 fn jpeg_frame(obj: &DefaultDicomObject, frame: u32, frames: u32) -> Result<Frame> {
-    let pixel_data = obj.element(tags::PIXEL_DATA)?;
-    let value = pixel_data.value();
-    let fragments = value
-        .fragments()
-        .context("JPEG DICOM without encapsulated fragments")?;
-    let stream = frame_stream(
-        fragments,
-        value.offset_table().unwrap_or(&[]),
-        frame,
-        frames,
-    )?;
+    let stream = encapsulated_frame(obj, frame, frames)?;
     let img = super::jpeg::decode(&stream).context("JPEG frame inside DICOM")?;
     let (w, h) = (img.width() as usize, img.height() as usize);
     let (values, c): (Vec<f64>, usize) = match img {
@@ -195,6 +185,21 @@ fn jpeg_frame(obj: &DefaultDicomObject, frame: u32, frames: u32) -> Result<Frame
         ),
     };
     Ok((values, w, h, c))
+}
+
+/// The compressed bytes of one frame of encapsulated pixel data.
+fn encapsulated_frame(obj: &DefaultDicomObject, frame: u32, frames: u32) -> Result<Vec<u8>> {
+    let pixel_data = obj.element(tags::PIXEL_DATA)?;
+    let value = pixel_data.value();
+    let fragments = value
+        .fragments()
+        .context("compressed DICOM pixel data without encapsulated fragments")?;
+    frame_stream(
+        fragments,
+        value.offset_table().unwrap_or(&[]),
+        frame,
+        frames,
+    )
 }
 
 /// The bytes of frame `n`: all fragments for a single frame; one fragment per frame when the
@@ -239,17 +244,7 @@ fn check_j2k_size(
     frames: u32,
     (cols, rows, samples): (u64, u64, u16),
 ) -> Result<()> {
-    let pixel_data = obj.element(tags::PIXEL_DATA)?;
-    let value = pixel_data.value();
-    let fragments = value
-        .fragments()
-        .context("JPEG 2000 DICOM without encapsulated fragments")?;
-    let stream = frame_stream(
-        fragments,
-        value.offset_table().unwrap_or(&[]),
-        frame,
-        frames,
-    )?;
+    let stream = encapsulated_frame(obj, frame, frames)?;
     let at = stream
         .windows(4)
         .position(|w| w == [0xFF, 0x4F, 0xFF, 0x51])

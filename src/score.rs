@@ -58,6 +58,10 @@ enum Side {
 impl Side {
     fn new(prompts: Vec<Vec<f32>>, rule: Ensemble) -> Self {
         match rule {
+            // One prompt: used as it is, exactly the model card's recipe (no second normalise).
+            _ if prompts.len() == 1 => {
+                Side::Embedding(prompts.into_iter().next().unwrap_or_default())
+            }
             Ensemble::MeanSimilarity => Side::Prompts(prompts),
             Ensemble::MeanEmbedding => {
                 let n = prompts.len() as f32;

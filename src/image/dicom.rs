@@ -162,12 +162,50 @@ fn native_frame(
         );
     }
     let pi = decoded.photometric_interpretation().to_string();
+    let signed = decoded.pixel_representation() == dicom_pixeldata::PixelRepresentation::Signed;
+    let values = stored_bits(
+        values,
+        decoded.bits_stored(),
+        decoded.bits_allocated(),
+        signed,
+    );
     Ok((values, w, h, c, pi))
+}
+
+/// Only the low BitsStored bits of each sample are the value (PS3.5 8.1.1): bits above may hold
+/// overlays or garbage, and a signed value's sign bit is bit BitsStored-1. dicom-pixeldata
+/// hands back whole 8- or 16-bit words, so mask and sign-extend here, as pydicom does.
+fn stored_bits(values: Vec<f64>, stored: u16, allocated: u16, signed: bool) -> Vec<f64> {
+    if stored == 0 || stored >= allocated || stored >= 32 {
+        return values;
+    }
+    let (mask, sign) = ((1i64 << stored) - 1, 1i64 << (stored - 1));
+    values
+        .into_iter()
+        .map(|v| {
+            let u = (v as i64) & mask;
+            (if signed && u & sign != 0 {
+                u - (1i64 << stored)
+            } else {
+                u
+            }) as f64
+        })
+        .collect()
 }
 
 /// JPEG baseline: one frame's fragments decoded as a JPEG file would be.
 fn jpeg_frame(obj: &DefaultDicomObject, frame: u32, frames: u32) -> Result<Frame> {
     let stream = encapsulated_frame(obj, frame, frames)?;
+    let rows_cols = (number(obj, tags::COLUMNS), number(obj, tags::ROWS));
+    match (jpeg_size(&stream), rows_cols) {
+        (Some(size), (Some(c), Some(r))) if size == (c as u64, r as u64) => {}
+        (Some((w, h)), (c, r)) => bail!(
+            "JPEG frame is {w} x {h} pixels, but the DICOM header says {} x {}",
+            c.unwrap_or(0.0),
+            r.unwrap_or(0.0)
+        ),
+        (None, _) => bail!("JPEG frame inside DICOM without a frame header (SOF)"),
+    }
     let img = super::jpeg::decode(&stream).context("JPEG frame inside DICOM")?;
     let (w, h) = (img.width() as usize, img.height() as usize);
     let (values, c): (Vec<f64>, usize) = match img {
@@ -185,6 +223,26 @@ fn jpeg_frame(obj: &DefaultDicomObject, frame: u32, frames: u32) -> Result<Frame
         ),
     };
     Ok((values, w, h, c))
+}
+
+/// (width, height) from a JPEG stream's first SOF marker, read before anything is decoded:
+/// libjpeg allocates what the stream declares, whatever the DICOM header says.
+fn jpeg_size(stream: &[u8]) -> Option<(u64, u64)> {
+    let mut pos = 2; // after SOI
+    while pos + 9 <= stream.len() {
+        if stream[pos] != 0xFF {
+            return None;
+        }
+        let marker = stream[pos + 1];
+        let len = u16::from_be_bytes([stream[pos + 2], stream[pos + 3]]) as usize;
+        if matches!(marker, 0xC0..=0xCF) && !matches!(marker, 0xC4 | 0xC8 | 0xCC) {
+            let h = u16::from_be_bytes([stream[pos + 5], stream[pos + 6]]);
+            let w = u16::from_be_bytes([stream[pos + 7], stream[pos + 8]]);
+            return Some((u64::from(w), u64::from(h)));
+        }
+        pos += 2 + len;
+    }
+    None
 }
 
 /// The compressed bytes of one frame of encapsulated pixel data.
@@ -214,10 +272,7 @@ fn frame_stream(fragments: &[Vec<u8>], offsets: &[u32], n: u32, frames: u32) -> 
         return Ok(fragments[n].clone());
     }
     let Some(&start) = offsets.get(n) else {
-        bail!(
-            "multi-frame JPEG DICOM with {frames} frames in {} fragments and no offset table",
-            fragments.len()
-        );
+        return frame_by_eoi(fragments, n, frames);
     };
     let end = offsets.get(n + 1).copied().unwrap_or(u32::MAX);
     let mut pos = 0u64;
@@ -232,6 +287,31 @@ fn frame_stream(fragments: &[Vec<u8>], offsets: &[u32], n: u32, frames: u32) -> 
         bail!("the offset table points frame {n} past the pixel data");
     }
     Ok(stream)
+}
+
+/// Without an offset table: a frame ends with the fragment that ends with an EOI marker (an
+/// odd-length stream is padded with one zero byte), as pydicom splits them.
+fn frame_by_eoi(fragments: &[Vec<u8>], n: usize, frames: u32) -> Result<Vec<u8>> {
+    let ends_frame = |f: &Vec<u8>| {
+        let t = f.strip_suffix(&[0]).unwrap_or(f);
+        t.ends_with(&[0xFF, 0xD9])
+    };
+    let mut groups = vec![Vec::new()];
+    for f in fragments {
+        groups.last_mut().expect("one group").extend_from_slice(f);
+        if ends_frame(f) {
+            groups.push(Vec::new());
+        }
+    }
+    groups.retain(|g| !g.is_empty());
+    if groups.len() != frames as usize {
+        bail!(
+            "multi-frame DICOM: {} fragments make {} frames by their end markers, the header says {frames}",
+            fragments.len(),
+            groups.len()
+        );
+    }
+    Ok(std::mem::take(&mut groups[n]))
 }
 
 /// The JPEG 2000 codestream must be what the header says: dicom-rs's J2K adapter writes the
@@ -297,7 +377,8 @@ fn voi(
             .and_then(|e| e.items())
             .and_then(|items| items.first())
         {
-            return voi_lut(item, values);
+            let signed = number(obj, tags::PIXEL_REPRESENTATION) == Some(1.0);
+            return voi_lut(item, values, signed);
         }
     }
     let file_window = number(obj, tags::WINDOW_CENTER).zip(number(obj, tags::WINDOW_WIDTH));
@@ -306,21 +387,26 @@ fn voi(
 
 /// The first VOI LUT: values below its first mapped value take entry 0, above its end the
 /// last entry (PS3.3 C.11.2.1.1); entries of `depth` bits are scaled onto 0..255.
-fn voi_lut(item: &InMemDicomObject, values: &[f64]) -> Result<(Vec<u8>, String)> {
+fn voi_lut(item: &InMemDicomObject, values: &[f64], signed: bool) -> Result<(Vec<u8>, String)> {
     let descriptor: Vec<i64> = item
         .element(tags::LUT_DESCRIPTOR)
         .ok()
         .and_then(|e| e.to_multi_int().ok())
         .filter(|d: &Vec<i64>| d.len() == 3)
         .context("VOI LUT without a valid LUT Descriptor")?;
-    let entries = if descriptor[0] == 0 {
-        65536
-    } else {
-        descriptor[0] as usize
+    // Values 1 and 3 are always unsigned; the first mapped value is SS for signed data (PS3.3
+    // C.11.2.1.1), which an implicit-VR file cannot say, so it is read from the 16 bits here.
+    let unsigned = |v: i64| v.rem_euclid(65536);
+    let entries = match unsigned(descriptor[0]) {
+        0 => 65536,
+        n => n as usize,
     };
-    // The first mapped value is US or SS: a stored 65535 may mean -1.
-    let first = descriptor[1];
-    let depth = descriptor[2];
+    let first = if signed {
+        i64::from(unsigned(descriptor[1]) as u16 as i16)
+    } else {
+        unsigned(descriptor[1])
+    };
+    let depth = unsigned(descriptor[2]);
     if !(8..=16).contains(&depth) {
         bail!("VOI LUT with {depth} bits per entry is not supported");
     }

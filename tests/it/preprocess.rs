@@ -167,6 +167,20 @@ fn fuzzer_findings_are_errors_with_a_cause() {
 }
 
 #[test]
+fn a_jpeg_frame_larger_than_its_dicom_header_is_refused_before_decoding() {
+    let mut dcm =
+        std::fs::read(root().join("tests/data/dicom/synthetic_multiframe_jpeg.dcm")).unwrap();
+    let rows = [0x28, 0, 0x10, 0, b'U', b'S', 2, 0];
+    let at = dcm.windows(8).position(|w| w == rows).unwrap() + 8;
+    dcm[at..at + 2].copy_from_slice(&16u16.to_le_bytes());
+    let err = format!("{:#}", whyxray::image::decode_bytes(&dcm).unwrap_err());
+    assert!(
+        err.contains("JPEG frame is 40 x 32 pixels, but the DICOM header says 40 x 16"),
+        "{err}"
+    );
+}
+
+#[test]
 fn corrupt_inputs_are_errors_not_panics() {
     let png = std::fs::read(image_path("nih_00027426_000_512.png", "data")).unwrap();
     for (what, bytes) in [

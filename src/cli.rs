@@ -575,9 +575,11 @@ fn eval_config(a: EvalArgs) -> Result<EvalConfig> {
         }
         (None, true) => {
             let keep = c.output.is_some();
-            let path = c.output.clone().unwrap_or_else(|| {
-                std::env::temp_dir().join(format!("whyxray-eval-{}.csv", std::process::id()))
-            });
+            let given_meta = c.meta.is_some();
+            let path = match &c.output {
+                Some(p) => p.clone(),
+                None => crate::private_temp_dir("eval")?.join("scores.csv"),
+            };
             let mut cc = classify_config(ClassifyArgs {
                 output: Some(path.clone()),
                 format: Some(c.format.unwrap_or(ClassifyFormat::Csv)),
@@ -586,8 +588,8 @@ fn eval_config(a: EvalArgs) -> Result<EvalConfig> {
             if cc.format == ClassifyFormat::Table {
                 bail!("eval keeps its scores as csv, tsv or jsonl, not a table (--format)");
             }
-            if !keep {
-                cc.meta = None;
+            if !keep && !given_meta {
+                cc.meta = None; // no scores kept, no record beside them (unless asked for)
             }
             (path, Some(Box::new(cc)), keep)
         }
@@ -621,8 +623,7 @@ fn embedding_source(file: Option<PathBuf>, input: InputArgs) -> Result<Embedding
             if input.resume {
                 bail!("--resume is for classify and embed outputs, not probes");
             }
-            let path =
-                std::env::temp_dir().join(format!("whyxray-probe-{}.npy", std::process::id()));
+            let path = crate::private_temp_dir("probe")?.join("embeddings.npy");
             let embed = EmbedConfig {
                 run: run_config(input)?,
                 meta: Some(meta_path(&path)),

@@ -39,6 +39,34 @@ pub fn runtime_defaults() {
     }
 }
 
+/// A new directory only this process uses (mode 0700 on Unix), for temporary files that an
+/// other user or another run must not be able to plant or clobber: `eval` and `probe` scoring
+/// images on the spot keep their intermediate outputs there and remove it afterwards.
+pub fn private_temp_dir(what: &str) -> anyhow::Result<std::path::PathBuf> {
+    use anyhow::Context;
+    let mut builder = std::fs::DirBuilder::new();
+    #[cfg(unix)]
+    std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos());
+    for attempt in 0..100u32 {
+        let dir = std::env::temp_dir().join(format!(
+            "whyxray-{what}-{}-{nanos:x}-{attempt}",
+            std::process::id()
+        ));
+        match builder.create(&dir) {
+            Ok(()) => return Ok(dir),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
+            Err(e) => return Err(e).with_context(|| format!("cannot create {}", dir.display())),
+        }
+    }
+    anyhow::bail!(
+        "cannot create a temporary directory in {}",
+        std::env::temp_dir().display()
+    )
+}
+
 /// FNV-1a, 64 bits: a hash fixed forever (unlike std's randomised one), for shard keys and
 /// cache file names that must agree across machines and runs.
 pub(crate) fn fnv1a64(bytes: &[u8]) -> u64 {

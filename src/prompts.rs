@@ -95,7 +95,7 @@ fn apply(templates: &[String], label: &str, fallback: &[String]) -> Vec<String> 
 fn read_prompts_file(path: &Path, multilabel: bool) -> Result<Vec<ClassPrompts>> {
     let text = std::fs::read_to_string(path)
         .with_context(|| format!("cannot read --prompts {}", path.display()))?;
-    let root: Value = serde_json::from_str(&text)
+    let root: Value = serde_json::from_str(text.strip_prefix('\u{feff}').unwrap_or(&text))
         .with_context(|| format!("--prompts {}: not valid JSON", path.display()))?;
     let Value::Object(map) = root else {
         bail!(

@@ -62,7 +62,9 @@ pub fn run(config: Config) -> Result<Outcome> {
                 eval::run(c, &printer)
             });
             if !c.keep_scores {
-                let _ = std::fs::remove_file(&c.scores);
+                if let Some(dir) = c.scores.parent() {
+                    let _ = std::fs::remove_dir_all(dir); // the private temporary directory
+                }
             }
             result
         }
@@ -70,6 +72,10 @@ pub fn run(config: Config) -> Result<Outcome> {
             let (emb, embedded) = probe::embeddings(&c.source, || {
                 embed_for_probe(&c.source, &model, &files, &printer)
             })?;
+            if embedded.interrupted {
+                printer.warn("interrupted while embedding: no probe was fitted");
+                return Ok(embedded);
+            }
             let fitted = probe::fit(c, emb, &printer)?;
             Ok(Outcome {
                 failed: fitted.failed.max(embedded.failed),
@@ -77,10 +83,18 @@ pub fn run(config: Config) -> Result<Outcome> {
             })
         }
         Task::ProbePredict(c) => {
-            let (emb, _) = probe::embeddings(&c.source, || {
+            let (emb, embedded) = probe::embeddings(&c.source, || {
                 embed_for_probe(&c.source, &model, &files, &printer)
             })?;
-            probe::predict(c, emb)
+            if embedded.interrupted {
+                printer.warn("interrupted while embedding: nothing was predicted");
+                return Ok(embedded);
+            }
+            let predicted = probe::predict(c, emb)?;
+            Ok(Outcome {
+                failed: predicted.failed.max(embedded.failed),
+                ..predicted
+            })
         }
         Task::Inspect(_) => unreachable!("inspect needs no model"),
     }
@@ -117,13 +131,27 @@ fn select_device(choice: &DeviceChoice, printer: &Printer) -> Result<Device> {
     }
 }
 
-/// `--dtype`, else bf16 on a GPU and f32 on the CPU.
-fn select_dtype(choice: Option<DtypeChoice>, device: &Device) -> DType {
+/// `--dtype`, else bf16 on a GPU and f32 on the CPU. candle's bf16 kernels need compute
+/// capability 8.0 (Ampere); on older GPUs the default falls back to f16.
+fn select_dtype(choice: Option<DtypeChoice>, device: &Device, printer: &Printer) -> DType {
     match choice {
         Some(DtypeChoice::F32) => DType::F32,
         Some(DtypeChoice::F16) => DType::F16,
         Some(DtypeChoice::Bf16) => DType::BF16,
-        None if device.is_cuda() => DType::BF16,
+        None if device.is_cuda() => {
+            let bf16_works = Tensor::zeros(1, DType::F32, device)
+                .and_then(|t| t.to_dtype(DType::BF16))
+                .and_then(|t| t.to_dtype(DType::F32))
+                .is_ok();
+            if !bf16_works {
+                printer.note("this GPU has no bfloat16 kernels: using --dtype f16");
+            }
+            if bf16_works {
+                DType::BF16
+            } else {
+                DType::F16
+            }
+        }
         None => DType::F32,
     }
 }
@@ -142,7 +170,7 @@ pub fn load_model(
         files.weights.display()
     ));
     let cfg = OpenClipConfig::from_file(&files.config)?;
-    let dtype = select_dtype(config.dtype, device);
+    let dtype = select_dtype(config.dtype, device, printer);
     let model = Clip::from_tensors_in(
         cfg.clone(),
         read_weights(&files.weights, &cfg, device, printer)?,

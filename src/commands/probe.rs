@@ -35,16 +35,10 @@ pub fn embeddings(
     Ok((read?, outcome))
 }
 
+/// Removes the private directory an on-the-spot embed run wrote into.
 fn cleanup(source: &EmbeddingSource) {
-    if source.embed.is_some() {
-        let p = &source.path;
-        for f in [
-            p.clone(),
-            crate::output::npy::sidecar_path(p),
-            crate::cli::meta_path(p),
-        ] {
-            let _ = std::fs::remove_file(f);
-        }
+    if let (Some(_), Some(dir)) = (&source.embed, source.path.parent()) {
+        let _ = std::fs::remove_dir_all(dir);
     }
 }
 

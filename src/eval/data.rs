@@ -113,11 +113,12 @@ pub fn read_truth(path: &Path) -> Result<Truth> {
 /// the header `file,<class>...,error`.
 pub fn read_scores(path: &Path) -> Result<Scores> {
     let ctx = || format!("--scores {}", path.display());
-    let text = std::fs::read_to_string(path).with_context(ctx)?;
+    let raw = std::fs::read_to_string(path).with_context(ctx)?;
+    let text = raw.strip_prefix('\u{feff}').unwrap_or(&raw);
     let scores = if text.trim_start().starts_with('{') {
-        jsonl_scores(&text)
+        jsonl_scores(text)
     } else {
-        delimited_scores(&text)
+        delimited_scores(text)
     }
     .with_context(ctx)?;
     let mut seen = HashMap::new();

@@ -126,6 +126,7 @@ fn read_npy(path: &Path, bytes: &[u8]) -> Result<(Vec<Embedded>, usize)> {
 fn read_jsonl(path: &Path, bytes: &[u8]) -> Result<(Vec<Embedded>, usize)> {
     let text = std::str::from_utf8(bytes)
         .with_context(|| format!("{}: neither npy nor jsonl", path.display()))?;
+    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
     let mut rows = Vec::new();
     let mut dim = 0;
     for (i, line) in text
@@ -212,10 +213,14 @@ pub fn save(path: &Path, probe: &Probe, extra: Value) -> Result<()> {
     if let (Value::Object(o), Value::Object(e)) = (&mut v, extra) {
         o.extend(e);
     }
-    let tmp = path.with_extension("tmp");
-    std::fs::write(&tmp, serde_json::to_string_pretty(&v)? + "\n")
-        .and_then(|()| std::fs::rename(&tmp, path))
-        .with_context(|| format!("cannot write the probe {}", path.display()))
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(".tmp");
+    let written = std::fs::write(&tmp, serde_json::to_string_pretty(&v)? + "\n")
+        .and_then(|()| std::fs::rename(&tmp, path));
+    if written.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    written.with_context(|| format!("cannot write the probe {}", path.display()))
 }
 
 pub fn load(path: &Path) -> Result<Probe> {

@@ -542,8 +542,11 @@ fn probe_can_embed_the_images_itself() {
     }
     std::fs::write(&truth, csv).unwrap();
     let probe = tmp.path().join("probe.json");
+    // Embeddings made on the spot live in a private temporary directory, removed afterwards.
+    let scratch = tempfile::tempdir().unwrap();
     let mut cmd = whyxray();
     cmd.current_dir(root().join("tests/data"))
+        .env("TMPDIR", scratch.path())
         .args(["probe", "fit", "--c", "1"])
         .args(images);
     cmd.arg("--truth")
@@ -554,6 +557,7 @@ fn probe_can_embed_the_images_itself() {
         .arg(model_dir("tiny-gelu-p14"));
     let out = run(&mut cmd);
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_eq!(std::fs::read_dir(scratch.path()).unwrap().count(), 0);
     let mut cmd = whyxray();
     cmd.current_dir(root().join("tests/data"))
         .args(["probe", "predict", "--format", "jsonl"])

@@ -171,15 +171,8 @@ pub struct InspectArgs {
     /// text: one line per file; jsonl: one JSON object per file.
     #[arg(long, value_enum, default_value = "text")]
     pub format: InspectFormat,
-    /// As for classify: how samples of more than 8 bits become 8.
-    #[arg(long, default_value = "auto", value_name = "WINDOW")]
-    pub window: Window,
-    /// As for classify: which frame of multi-frame DICOMs.
-    #[arg(long, value_name = "N")]
-    pub frame: Option<u32>,
-    /// As for classify: the decode size limit.
-    #[arg(long, default_value_t = 400.0, value_name = "MP")]
-    pub max_megapixels: f64,
+    #[command(flatten)]
+    pub decode: DecodeArgs,
     /// Write to FILE instead of stdout.
     #[arg(short, long, value_name = "FILE")]
     pub output: Option<PathBuf>,
@@ -225,21 +218,42 @@ pub struct InputArgs {
     /// Images per forward pass; results are written one batch at a time.
     #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u32).range(1..=4096))]
     pub batch_size: u32,
-    /// How samples of more than 8 bits (DICOM, 12/16-bit PNG) become 8: auto (DICOM: the
-    /// file's window, else min-max), dicom, minmax, percentile:LO,HI, or none (8-bit data only).
-    /// 8-bit images are left as they are unless minmax or percentile is asked for.
+    #[command(flatten)]
+    pub decode: DecodeArgs,
+    /// With -o FILE: keep the rows FILE already holds (failed ones are retried), append the rest.
+    #[arg(long, requires = "output")]
+    pub resume: bool,
+}
+
+/// How image files are decoded; shared by every command that reads images.
+#[derive(Debug, Args)]
+pub struct DecodeArgs {
+    /// How samples of more than 8 bits (DICOM, 12/16-bit PNG/TIFF) become 8: auto (DICOM: the
+    /// file's VOI, else min-max), dicom, minmax, percentile:LO,HI, cw:C,W, or none (8-bit data
+    /// only). 8-bit images are left as they are unless minmax, percentile or cw is asked for.
     #[arg(long, default_value = "auto", value_name = "WINDOW")]
     pub window: Window,
-    /// Which frame of multi-frame DICOMs to score (0-based) [default: 0, with a warning].
+    /// Which frame of multi-frame DICOMs to use (0-based) [default: 0, with a warning].
     /// Files with fewer frames give an error row.
     #[arg(long, value_name = "N")]
     pub frame: Option<u32>,
     /// Refuse images whose header declares more than this many megapixels (before decoding).
     #[arg(long, default_value_t = 400.0, value_name = "MP")]
     pub max_megapixels: f64,
-    /// With -o FILE: keep the rows FILE already holds (failed ones are retried), append the rest.
-    #[arg(long, requires = "output")]
-    pub resume: bool,
+}
+
+impl DecodeArgs {
+    fn options(&self) -> Result<DecodeOptions> {
+        let mp = self.max_megapixels;
+        if !(mp.is_finite() && mp > 0.0) {
+            bail!("--max-megapixels must be a positive number, got {mp}");
+        }
+        Ok(DecodeOptions {
+            window: self.window,
+            frame: self.frame,
+            max_pixels: (mp * 1e6) as u64,
+        })
+    }
 }
 
 #[derive(Debug, Args)]
@@ -452,7 +466,7 @@ impl Cli {
                     ..InputSpec::default()
                 },
                 format: a.format,
-                decode: decode_options(a.window, a.frame, a.max_megapixels)?,
+                decode: a.decode.options()?,
                 output: a.output,
             }),
         };
@@ -484,18 +498,18 @@ fn run_config(a: InputArgs) -> Result<RunConfig> {
         batch_size: a.batch_size as usize,
         jobs: a.jobs.map_or(cpus, |j| j as usize),
         resume: a.resume,
-        decode: decode_options(a.window, a.frame, a.max_megapixels)?,
+        decode: a.decode.options()?,
     })
 }
 
-pub fn decode_options(window: Window, frame: Option<u32>, max_mp: f64) -> Result<DecodeOptions> {
-    if !(max_mp.is_finite() && max_mp > 0.0) {
-        bail!("--max-megapixels must be a positive number, got {max_mp}");
-    }
-    Ok(DecodeOptions {
-        window,
-        frame,
-        max_pixels: (max_mp * 1e6) as u64,
+/// `--format`, else a table on a terminal and csv otherwise (files, pipes).
+fn classify_format(given: Option<ClassifyFormat>, output: Option<&PathBuf>) -> ClassifyFormat {
+    given.unwrap_or_else(|| {
+        if output.is_none() && std::io::stdout().is_terminal() {
+            ClassifyFormat::Table
+        } else {
+            ClassifyFormat::Csv
+        }
     })
 }
 
@@ -535,13 +549,7 @@ fn classify_config(a: ClassifyArgs) -> Result<ClassifyConfig> {
             _ => bail!("--logit-scale must be a positive number or `model`, got {s:?}"),
         },
     };
-    let format = a.format.unwrap_or_else(|| {
-        if a.output.is_none() && std::io::stdout().is_terminal() {
-            ClassifyFormat::Table
-        } else {
-            ClassifyFormat::Csv
-        }
-    });
+    let format = classify_format(a.format, a.output.as_ref());
     if a.input.resume && format == ClassifyFormat::Table {
         bail!("--resume needs a csv, tsv or jsonl output (--format)");
     }
@@ -667,13 +675,7 @@ fn probe_predict_config(a: ProbePredictArgs) -> Result<ProbePredictConfig> {
     if !a.probe.is_file() {
         bail!("--probe {}: no such file", a.probe.display());
     }
-    let format = a.format.unwrap_or_else(|| {
-        if a.output.is_none() && std::io::stdout().is_terminal() {
-            ClassifyFormat::Table
-        } else {
-            ClassifyFormat::Csv
-        }
-    });
+    let format = classify_format(a.format, a.output.as_ref());
     Ok(ProbePredictConfig {
         probe: a.probe,
         source: embedding_source(a.embeddings, a.input)?,

@@ -38,12 +38,10 @@ pub fn run(config: Config) -> Result<Outcome> {
         Task::Inspect(c) => return inspect::run(c, &printer),
         Task::Eval(c) if c.run.is_none() => return eval::run(c, &printer),
         Task::ProbeFit(c) if c.source.embed.is_none() => {
-            let (emb, _) = probe::embeddings(&c.source, || unreachable!())?;
-            return probe::fit(c, emb, &printer);
+            return probe::on_embeddings(&c.source, None, &printer, |e| probe::fit(c, e, &printer));
         }
         Task::ProbePredict(c) if c.source.embed.is_none() => {
-            let (emb, _) = probe::embeddings(&c.source, || unreachable!())?;
-            return probe::predict(c, emb);
+            return probe::on_embeddings(&c.source, None, &printer, |e| probe::predict(c, e));
         }
         _ => {}
     }
@@ -69,45 +67,17 @@ pub fn run(config: Config) -> Result<Outcome> {
             result
         }
         Task::ProbeFit(c) => {
-            let (emb, embedded) = probe::embeddings(&c.source, || {
-                embed_for_probe(&c.source, &model, &files, &printer)
-            })?;
-            if embedded.interrupted {
-                printer.warn("interrupted while embedding: no probe was fitted");
-                return Ok(embedded);
-            }
-            let fitted = probe::fit(c, emb, &printer)?;
-            Ok(Outcome {
-                failed: fitted.failed.max(embedded.failed),
-                ..fitted
+            probe::on_embeddings(&c.source, Some((&model, &files)), &printer, |e| {
+                probe::fit(c, e, &printer)
             })
         }
         Task::ProbePredict(c) => {
-            let (emb, embedded) = probe::embeddings(&c.source, || {
-                embed_for_probe(&c.source, &model, &files, &printer)
-            })?;
-            if embedded.interrupted {
-                printer.warn("interrupted while embedding: nothing was predicted");
-                return Ok(embedded);
-            }
-            let predicted = probe::predict(c, emb)?;
-            Ok(Outcome {
-                failed: predicted.failed.max(embedded.failed),
-                ..predicted
+            probe::on_embeddings(&c.source, Some((&model, &files)), &printer, |e| {
+                probe::predict(c, e)
             })
         }
         Task::Inspect(_) => unreachable!("inspect needs no model"),
     }
-}
-
-fn embed_for_probe(
-    source: &crate::cli::EmbeddingSource,
-    model: &Clip,
-    files: &ModelFiles,
-    printer: &Printer,
-) -> Result<Outcome> {
-    let c = source.embed.as_deref().context("no embed run")?;
-    embed::run(c, model, files, printer)
 }
 
 /// `auto` takes GPU 0 when this build has CUDA and a GPU answers, else the CPU.

@@ -4,35 +4,48 @@
 
 use crate::cli::{EmbeddingSource, ProbeFitConfig, ProbePredictConfig};
 use crate::eval::data::{match_files, read_truth, ScoreRow, Scores, Truth};
+use crate::model::Clip;
 use crate::output::{ClassifyRow, ClassifyWriter, Sink};
 use crate::printer::Printer;
 use crate::probe::data::{describe, load, read_embeddings, same_model, save, Embeddings, Probe};
 use crate::probe::logreg::{default_cs, fit_cv, fit_with, FitOptions};
 use crate::score::normalise;
+use crate::source::ModelFiles;
 use crate::Outcome;
-use anyhow::{bail, Result};
+use anyhow::{bail, Context, Result};
 use serde_json::json;
 
-/// Runs `embed` first when the source asks for it (`embed_now`), then reads the embeddings
-/// and removes the temporary files.
-pub fn embeddings(
+/// `probe fit` or `probe predict` (`work`) on the source's embeddings: embedded now with
+/// `model` when the source asks for it (an interrupted run stops there), read, and the
+/// temporary files removed. Images that failed to embed count as failed.
+pub fn on_embeddings(
     source: &EmbeddingSource,
-    embed_now: impl FnOnce() -> Result<Outcome>,
-) -> Result<(Embeddings, Outcome)> {
-    let mut outcome = Outcome::default();
-    if source.embed.is_some() {
-        let result = embed_now();
-        outcome = match result {
-            Ok(o) => o,
-            Err(e) => {
-                cleanup(source);
-                return Err(e);
+    model: Option<(&Clip, &ModelFiles)>,
+    printer: &Printer,
+    work: impl FnOnce(Embeddings) -> Result<Outcome>,
+) -> Result<Outcome> {
+    let mut embedded = Outcome::default();
+    if let Some(run) = &source.embed {
+        let result = model
+            .context("embedding images needs the model")
+            .and_then(|(m, files)| super::embed::run(run, m, files, printer));
+        let stop = !matches!(result, Ok(o) if !o.interrupted);
+        if stop {
+            cleanup(source);
+            if result.is_ok() {
+                printer.warn("interrupted while embedding: nothing more was done");
             }
-        };
+            return result;
+        }
+        embedded = result?;
     }
     let read = read_embeddings(&source.path);
     cleanup(source);
-    Ok((read?, outcome))
+    let done = work(read?)?;
+    Ok(Outcome {
+        failed: done.failed.max(embedded.failed),
+        ..done
+    })
 }
 
 /// Removes the private directory an on-the-spot embed run wrote into.

@@ -71,7 +71,7 @@ pub fn decode(bytes: &[u8], opts: &DecodeOptions) -> Result<Decoded> {
         check_j2k_size(&obj, frame, frames, (cols as u64, rows as u64, samples))?;
     }
     let (values, width, height, channels, decoded_pi) = if JPEG_BASELINE.contains(&ts.as_str()) {
-        let (v, w, h, c) = jpeg_frame(&obj, frame, frames)?;
+        let (v, w, h, c) = jpeg_frame(&obj, frame, frames, (cols as u64, rows as u64))?;
         // libjpeg hands back RGB whatever the colour space of the stream.
         (v, w, h, c, if c == 3 { "RGB".into() } else { pi.clone() })
     } else {
@@ -194,17 +194,19 @@ fn stored_bits(values: Vec<f64>, stored: u16, allocated: u16, signed: bool) -> V
 }
 
 /// JPEG baseline: one frame's fragments decoded as a JPEG file would be.
-fn jpeg_frame(obj: &DefaultDicomObject, frame: u32, frames: u32) -> Result<Frame> {
+fn jpeg_frame(
+    obj: &DefaultDicomObject,
+    frame: u32,
+    frames: u32,
+    (cols, rows): (u64, u64),
+) -> Result<Frame> {
     let stream = encapsulated_frame(obj, frame, frames)?;
-    let rows_cols = (number(obj, tags::COLUMNS), number(obj, tags::ROWS));
-    match (jpeg_size(&stream), rows_cols) {
-        (Some(size), (Some(c), Some(r))) if size == (c as u64, r as u64) => {}
-        (Some((w, h)), (c, r)) => bail!(
-            "JPEG frame is {w} x {h} pixels, but the DICOM header says {} x {}",
-            c.unwrap_or(0.0),
-            r.unwrap_or(0.0)
-        ),
-        (None, _) => bail!("JPEG frame inside DICOM without a frame header (SOF)"),
+    match jpeg_size(&stream) {
+        Some(size) if size == (cols, rows) => {}
+        Some((w, h)) => {
+            bail!("JPEG frame is {w} x {h} pixels, but the DICOM header says {cols} x {rows}")
+        }
+        None => bail!("JPEG frame inside DICOM without a frame header (SOF)"),
     }
     let img = super::jpeg::decode(&stream).context("JPEG frame inside DICOM")?;
     let (w, h) = (img.width() as usize, img.height() as usize);

@@ -1,7 +1,8 @@
 //! Inputs: INPUT arguments (files, directories, `-` for paths on stdin) and `--files-from` lists
 //! -> a lazy, ordered stream of files to score, filtered by `--include`/`--exclude` and
 //! `--shard`. Nothing is collected: a 400k-file tree starts scoring at once in flat memory.
-//! A path that cannot be read stays in the stream, so it gets its own error row.
+//! A path that cannot be read stays in the stream, so it gets its own error row. Lists are
+//! newline-separated, or NUL-separated with `-0/--null` (for `find -print0`).
 
 use crate::image::decode::EXTENSIONS;
 use anyhow::{bail, Context, Result};
@@ -16,6 +17,8 @@ pub struct InputSpec {
     pub files_from: Vec<PathBuf>,
     pub filter: Filter,
     pub shard: Option<Shard>,
+    /// `-0/--null`: lists (stdin, `--files-from`) are NUL-separated.
+    pub null: bool,
 }
 
 /// `--include` / `--exclude` globs. A glob with a `/` matches the path (relative to the
@@ -32,6 +35,11 @@ impl Filter {
             include: compile(include, "--include")?,
             exclude: compile(exclude, "--exclude")?,
         })
+    }
+
+    /// Some `--include` or `--exclude` was given.
+    pub fn is_active(&self) -> bool {
+        self.include.is_some() || self.exclude.is_some()
     }
 
     fn keep(&self, rel: &str) -> bool {
@@ -93,10 +101,13 @@ pub struct Input {
     pub error: Option<String>,
 }
 
-/// An item of the stream: a file to score, or a note for stderr (a symlink loop skipped).
+/// An item of the stream: a file to score, one that `--shard` leaves to another part (counted,
+/// so that an empty shard is told from finding nothing), or a note for stderr (a symlink loop
+/// skipped).
 #[derive(Debug)]
 pub enum Found {
     Input(Input),
+    OtherShard,
     Skipped(String),
 }
 
@@ -107,18 +118,22 @@ pub fn discover(
     stdin: bool,
 ) -> impl Iterator<Item = Result<Found>> + Send + 'static {
     let spec = spec.clone();
+    let sep = if spec.null { b'\0' } else { b'\n' };
     let lists = spec.files_from.clone().into_iter().map(List::File);
     let args = spec.args.clone().into_iter().map(List::Arg);
     args.chain(lists)
-        .flat_map(move |list| list.entries(stdin))
+        .flat_map(move |list| list.entries(stdin, sep))
         .flat_map(expand)
         .filter(move |item| match item {
-            Ok((Found::Input(_), key)) => {
-                spec.filter.keep(key) && spec.shard.is_none_or(|s| s.keeps(key))
-            }
+            Ok((Found::Input(_), key)) => spec.filter.keep(key),
             _ => true,
         })
-        .map(|item| item.map(|(found, _)| found))
+        .map(move |item| {
+            item.map(|(found, key)| match found {
+                Found::Input(_) if spec.shard.is_some_and(|s| !s.keeps(&key)) => Found::OtherShard,
+                found => found,
+            })
+        })
 }
 
 /// A source of paths: one INPUT argument, or a `--files-from` list file.
@@ -128,31 +143,20 @@ enum List {
 }
 
 impl List {
-    fn entries(self, stdin: bool) -> Box<dyn Iterator<Item = Result<String>> + Send> {
+    fn entries(self, stdin: bool, sep: u8) -> Box<dyn Iterator<Item = Result<String>> + Send> {
         match self {
             List::Arg(a) if a == "-" => {
                 if !stdin {
                     return Box::new(std::iter::empty());
                 }
-                let lines = std::io::BufReader::new(std::io::stdin()).lines();
-                Box::new(
-                    lines
-                        .map(|l| l.context("cannot read paths from stdin"))
-                        .filter(non_empty),
-                )
+                let reader = std::io::BufReader::new(std::io::stdin());
+                Box::new(lines(reader, sep, "cannot read paths from stdin".into()))
             }
             List::Arg(a) => Box::new(std::iter::once(Ok(a))),
             List::File(f) => match std::fs::File::open(&f) {
                 Ok(file) => {
-                    let name = f.display().to_string();
-                    let lines = std::io::BufReader::new(file).lines();
-                    Box::new(
-                        lines
-                            .map(move |l| {
-                                l.with_context(|| format!("cannot read --files-from {name}"))
-                            })
-                            .filter(non_empty),
-                    )
+                    let what = format!("cannot read --files-from {}", f.display());
+                    Box::new(lines(std::io::BufReader::new(file), sep, what))
                 }
                 Err(e) => {
                     Box::new(std::iter::once(Err(e).with_context(|| {
@@ -164,9 +168,27 @@ impl List {
     }
 }
 
-fn non_empty(line: &Result<String>) -> bool {
-    line.as_ref()
-        .map_or(true, |l| !l.trim_end_matches('\r').is_empty())
+/// The non-empty entries of a list, separated by `sep` (a trailing `\r` and a leading byte
+/// order mark dropped).
+fn lines(
+    reader: impl BufRead + Send + 'static,
+    sep: u8,
+    what: String,
+) -> impl Iterator<Item = Result<String>> + Send {
+    reader.split(sep).enumerate().filter_map(move |(i, entry)| {
+        let entry = match entry {
+            Ok(e) => e,
+            Err(e) => return Some(Err(anyhow::Error::new(e).context(what.clone()))),
+        };
+        let mut text = String::from_utf8_lossy(&entry).into_owned();
+        if i == 0 {
+            if let Some(rest) = text.strip_prefix('\u{feff}') {
+                text = rest.to_string();
+            }
+        }
+        let text = text.trim_end_matches('\r');
+        (!text.is_empty()).then(|| Ok(text.to_string()))
+    })
 }
 
 type Keyed = Result<(Found, String)>;
@@ -174,13 +196,13 @@ type Keyed = Result<(Found, String)>;
 /// A path -> itself, or the image files below it when it is a directory; each with its key.
 fn expand(path: Result<String>) -> Box<dyn Iterator<Item = Keyed> + Send> {
     let path = match path {
-        Ok(p) => p.trim_end_matches('\r').to_string(),
+        Ok(p) => p,
         Err(e) => return Box::new(std::iter::once(Err(e))),
     };
     if !Path::new(&path).is_dir() {
         let input = Input {
             path: path.clone(),
-            error: None,
+            error: broken_link(Path::new(&path)),
         };
         return Box::new(std::iter::once(Ok((Found::Input(input), path))));
     }
@@ -225,7 +247,8 @@ fn walk_entry(root: &Path, entry: walkdir::Result<walkdir::DirEntry>) -> Option<
             )))
         }
         Err(e) => {
-            let path = e.path().unwrap_or(root).display().to_string();
+            let at = e.path().unwrap_or(root);
+            let path = at.display().to_string();
             let key = e
                 .path()
                 .and_then(|p| p.strip_prefix(root).ok())
@@ -233,15 +256,30 @@ fn walk_entry(root: &Path, entry: walkdir::Result<walkdir::DirEntry>) -> Option<
             let msg = e
                 .io_error()
                 .map_or_else(|| e.to_string(), ToString::to_string);
+            let error = broken_link(at).unwrap_or_else(|| format!("cannot read directory: {msg}"));
             Some(Ok((
                 Found::Input(Input {
                     path,
-                    error: Some(format!("cannot read directory: {msg}")),
+                    error: Some(error),
                 }),
                 key,
             )))
         }
     }
+}
+
+/// "broken symbolic link ..." when `path` is a link to nothing (a plain "No such file" would
+/// send the user looking for the link itself).
+fn broken_link(path: &Path) -> Option<String> {
+    let link = std::fs::symlink_metadata(path).ok()?;
+    if !link.file_type().is_symlink() || path.exists() {
+        return None;
+    }
+    let target = std::fs::read_link(path).ok()?;
+    Some(format!(
+        "broken symbolic link: it points to {}, which does not exist",
+        target.display()
+    ))
 }
 
 pub fn has_image_extension(path: &Path) -> bool {
@@ -258,7 +296,7 @@ mod tests {
         discover(spec, false)
             .filter_map(|f| match f.unwrap() {
                 Found::Input(i) => Some(i.path),
-                Found::Skipped(_) => None,
+                Found::OtherShard | Found::Skipped(_) => None,
             })
             .collect()
     }

@@ -19,13 +19,37 @@ pub mod score;
 pub mod source;
 pub mod text;
 
-/// How a run ended: failures decide exit 0 or 1; an interrupted run exits 130.
+/// Descriptor 1 was closed when the process started (set by the binary before Rust's runtime
+/// reopens it on /dev/null, which would make every write to stdout vanish without an error).
+pub static STDOUT_CLOSED_AT_START: std::sync::atomic::AtomicBool =
+    std::sync::atomic::AtomicBool::new(false);
+
+/// How a run ended: failures decide exit 0 or 1; an interrupted run exits 130, one whose
+/// inputs named no image at all exits 3.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct Outcome {
     pub scored: usize,
     pub failed: usize,
     /// Stopped by Ctrl-C after writing the rows done so far (exit 130).
     pub interrupted: bool,
+    /// The inputs named no image (an empty directory, nothing matching `--include`, an empty
+    /// list): exit 3, so that a script tells it from a run that scored everything.
+    pub nothing_found: bool,
+}
+
+impl Outcome {
+    /// The documented exit status.
+    pub fn exit_code(&self) -> u8 {
+        if self.interrupted {
+            130
+        } else if self.nothing_found {
+            3
+        } else if self.failed > 0 {
+            1
+        } else {
+            0
+        }
+    }
 }
 
 /// Process-wide defaults, set before any thread starts: candle's CPU worker pool spins 25,000
@@ -65,6 +89,32 @@ pub fn private_temp_dir(what: &str) -> anyhow::Result<std::path::PathBuf> {
         "cannot create a temporary directory in {}",
         std::env::temp_dir().display()
     )
+}
+
+/// An error and its causes on one line, as `{:#}` prints them, but without a cause that its
+/// caller's message already repeats (a network library that puts its source's text into its
+/// own message would otherwise show the same DNS failure three times).
+pub fn error_chain(err: &anyhow::Error) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    for cause in err.chain() {
+        let text = cause.to_string();
+        if !parts.iter().any(|p| p.contains(&text)) {
+            parts.push(text);
+        }
+    }
+    parts.join(": ")
+}
+
+/// A text file the user gave (labels, prompts, truth, lists, records), without the UTF-8 byte
+/// order mark some editors put first, which would otherwise become part of the first label.
+pub fn read_text(path: &std::path::Path) -> anyhow::Result<String> {
+    use anyhow::Context;
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    Ok(match text.strip_prefix('\u{feff}') {
+        Some(rest) => rest.to_string(),
+        None => text,
+    })
 }
 
 /// FNV-1a, 64 bits: a hash fixed forever (unlike std's randomised one), for shard keys and

@@ -1,17 +1,16 @@
 //! Pipeline: the input stream cut into batches, each read, decoded and preprocessed on a
 //! bounded worker pool (`--jobs`) while the model runs the batch before it. One batch waits in
 //! a queue of one, so memory is set by the batch size, never by the dataset; batches come out
-//! in input order.
+//! in input order, then the end with how many inputs were found.
 
 use crate::image::{decode_file_with, preprocess_into, DecodeOptions};
 use crate::inputs::{Found, Input};
 use crate::model::config::PreprocessConfig;
+use crate::output::resume::Done;
 use crate::printer::Printer;
 use anyhow::Result;
 use rayon::prelude::*;
-use std::collections::HashSet;
 use std::sync::mpsc::{sync_channel, Receiver};
-use std::sync::Arc;
 
 /// A batch ready for the model: its inputs, their pixels as one [n, 3, S, S] buffer (decoded
 /// in place, no copies; a failed input's slot stays zero), and each input's error, if any.
@@ -26,18 +25,24 @@ pub struct Settings {
     pub jobs: usize,
     pub preprocess: PreprocessConfig,
     pub decode: DecodeOptions,
-    /// Inputs already scored by an earlier run (`--resume`): not scored again.
-    pub skip: Arc<HashSet<String>>,
+    /// Inputs already scored by an earlier run (`--resume`): not scored again, each as many
+    /// times as it has rows.
+    pub skip: Done,
 }
 
-/// Starts the producer thread; the receiver yields batches, then `None` once the stream has
+pub enum Msg {
+    Batch(Batch),
+    /// The stream has ended: how many inputs it named (resumed ones and those of other shards
+    /// included), so that finding nothing is told from an empty shard or a finished run.
+    End {
+        found: u64,
+    },
+}
+
+/// Starts the producer thread; the receiver yields batches, then `End` once the stream has
 /// ended (a channel that closes without it means the producer died). Dropping the receiver
 /// stops the producer at its next batch.
-pub fn start<I>(
-    stream: I,
-    settings: Settings,
-    printer: Printer,
-) -> Result<Receiver<Result<Option<Batch>>>>
+pub fn start<I>(stream: I, settings: Settings, printer: Printer) -> Result<Receiver<Result<Msg>>>
 where
     I: Iterator<Item = Result<Found>> + Send + 'static,
 {
@@ -58,11 +63,12 @@ where
     std::thread::Builder::new()
         .name("whyxray-inputs".into())
         .spawn(move || {
-            let mut stream = stream;
+            let (mut stream, mut settings) = (stream, settings);
+            let mut found = 0;
             loop {
-                let inputs = match next_inputs(&mut stream, &settings, &printer) {
+                let inputs = match next_inputs(&mut stream, &mut settings, &mut found, &printer) {
                     Ok(inputs) if inputs.is_empty() => {
-                        let _ = tx.send(Ok(None));
+                        let _ = tx.send(Ok(Msg::End { found }));
                         return;
                     }
                     Ok(inputs) => inputs,
@@ -86,7 +92,7 @@ where
                     None => decode(),
                 };
                 if tx
-                    .send(Ok(Some(Batch {
+                    .send(Ok(Msg::Batch(Batch {
                         inputs,
                         pixels,
                         status,
@@ -101,7 +107,12 @@ where
 }
 
 /// Up to `batch_size` inputs not already scored; empty when the stream has ended.
-fn next_inputs<I>(stream: &mut I, s: &Settings, printer: &Printer) -> Result<Vec<Input>>
+fn next_inputs<I>(
+    stream: &mut I,
+    s: &mut Settings,
+    found: &mut u64,
+    printer: &Printer,
+) -> Result<Vec<Input>>
 where
     I: Iterator<Item = Result<Found>>,
 {
@@ -110,11 +121,27 @@ where
         match stream.next().transpose()? {
             None => break,
             Some(Found::Skipped(note)) => printer.warn(note),
-            Some(Found::Input(i)) if s.skip.contains(&i.path) => {}
-            Some(Found::Input(i)) => inputs.push(i),
+            Some(Found::OtherShard) => *found += 1,
+            Some(Found::Input(i)) => {
+                *found += 1;
+                if !take_one(&mut s.skip, &i.path) {
+                    inputs.push(i);
+                }
+            }
         }
     }
     Ok(inputs)
+}
+
+/// Counts one occurrence of `path` off `done`; false when it has none left to skip.
+pub fn take_one(done: &mut Done, path: &str) -> bool {
+    match done.get_mut(path) {
+        Some(n) if *n > 0 => {
+            *n -= 1;
+            true
+        }
+        _ => false,
+    }
 }
 
 fn prepare(

@@ -55,6 +55,20 @@ impl Printer {
         self.line(format_args!("whyxray: {file}: {err}"));
     }
 
+    /// What a script must see even with `-q` (no input found, say).
+    pub fn always(&self, msg: impl Display) {
+        self.line(format_args!("whyxray: {msg}"));
+    }
+
+    /// Runs `write` (a write to stdout) with the progress bar lifted, so that when stdout and
+    /// stderr are one terminal a result row never lands on the bar's line.
+    pub fn suspend<T>(&self, write: impl FnOnce() -> T) -> T {
+        match self.bar.lock().ok().as_deref().and_then(Option::as_ref) {
+            Some(bar) => bar.suspend(write),
+            None => write(),
+        }
+    }
+
     fn line(&self, args: std::fmt::Arguments) {
         // One write per line so lines from threads never interleave; a closed stderr is not fatal.
         let text = format!("{args}\n");

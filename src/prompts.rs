@@ -2,6 +2,7 @@
 //! embeds for it — the label itself, `--template`s applied to it, or a `--prompts` file — and,
 //! for `--multilabel`, the negative prompts each finding is weighed against.
 
+use crate::text::Tokenizer;
 use anyhow::{bail, Context, Result};
 use serde_json::Value;
 use std::path::Path;
@@ -83,6 +84,49 @@ impl PromptSpec {
     }
 }
 
+/// What a user should hear before anything is scored: prompts cut at the text tower's context
+/// length (naming them), and classes whose prompts are the same tokens (`a` and `A`, `ﬁnding`
+/// and `finding`, two labels that differ only after the cut), whose scores are bound to be
+/// equal.
+pub fn token_warnings(classes: &[ClassPrompts], tokenizer: &Tokenizer) -> Vec<String> {
+    let mut warnings = Vec::new();
+    let mut seen = std::collections::HashSet::new();
+    for p in classes.iter().flat_map(|c| c.pos.iter().chain(&c.neg)) {
+        if seen.insert(p) {
+            warnings.extend(cut_warning(p, tokenizer));
+        }
+    }
+    let sorted = |texts: &[String]| {
+        let mut ids: Vec<Vec<u32>> = texts.iter().map(|t| tokenizer.encode(t)).collect();
+        ids.sort();
+        ids
+    };
+    let keys: Vec<_> = classes
+        .iter()
+        .map(|c| (sorted(&c.pos), sorted(&c.neg)))
+        .collect();
+    for (i, a) in classes.iter().enumerate() {
+        if let Some(b) = classes[..i].iter().zip(&keys).find(|(_, k)| **k == keys[i]) {
+            warnings.push(format!(
+                "labels {:?} and {:?} are the same tokens to the model, so their scores will be                  identical (case, Unicode forms and text past the token limit are not seen)",
+                b.0.name, a.name
+            ));
+        }
+    }
+    warnings
+}
+
+/// "... is cut" when `text` is longer than the context length allows.
+pub fn cut_warning(text: &str, tokenizer: &Tokenizer) -> Option<String> {
+    let n = tokenizer.content_ids(text).len() + 2;
+    let limit = tokenizer.context_length();
+    (n > limit).then(|| {
+        format!(
+            "{text:?} is {n} tokens, more than the text tower's {limit}: only its start is read"
+        )
+    })
+}
+
 /// Each template with `{}` replaced by `label`; `fallback` when there are no templates.
 fn apply(templates: &[String], label: &str, fallback: &[String]) -> Vec<String> {
     if templates.is_empty() {
@@ -93,9 +137,9 @@ fn apply(templates: &[String], label: &str, fallback: &[String]) -> Vec<String> 
 
 /// `{"class": "prompt" | ["prompt", ...] | {"pos": [...], "neg": [...]}, ...}`, in file order.
 fn read_prompts_file(path: &Path, multilabel: bool) -> Result<Vec<ClassPrompts>> {
-    let text = std::fs::read_to_string(path)
+    let text = crate::read_text(path)
         .with_context(|| format!("cannot read --prompts {}", path.display()))?;
-    let root: Value = serde_json::from_str(text.strip_prefix('\u{feff}').unwrap_or(&text))
+    let Strict(root) = serde_json::from_str(&text)
         .with_context(|| format!("--prompts {}: not valid JSON", path.display()))?;
     let Value::Object(map) = root else {
         bail!(
@@ -135,6 +179,63 @@ fn read_prompts_file(path: &Path, multilabel: bool) -> Result<Vec<ClassPrompts>>
             Ok(ClassPrompts { name, pos, neg })
         })
         .collect()
+}
+
+/// A JSON value whose objects may not repeat a key: serde_json keeps the last one silently,
+/// which would drop a class (or its prompts) without a word.
+struct Strict(Value);
+
+impl<'de> serde::Deserialize<'de> for Strict {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_any(StrictVisitor).map(Strict)
+    }
+}
+
+struct StrictVisitor;
+
+impl<'de> serde::de::Visitor<'de> for StrictVisitor {
+    type Value = Value;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("a JSON value")
+    }
+    fn visit_bool<E>(self, v: bool) -> Result<Value, E> {
+        Ok(Value::Bool(v))
+    }
+    fn visit_i64<E>(self, v: i64) -> Result<Value, E> {
+        Ok(v.into())
+    }
+    fn visit_u64<E>(self, v: u64) -> Result<Value, E> {
+        Ok(v.into())
+    }
+    fn visit_f64<E>(self, v: f64) -> Result<Value, E> {
+        Ok(v.into())
+    }
+    fn visit_str<E>(self, v: &str) -> Result<Value, E> {
+        Ok(Value::String(v.to_string()))
+    }
+    fn visit_unit<E>(self) -> Result<Value, E> {
+        Ok(Value::Null)
+    }
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
+        let mut items = Vec::new();
+        while let Some(Strict(v)) = seq.next_element()? {
+            items.push(v);
+        }
+        Ok(Value::Array(items))
+    }
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
+        let mut out = serde_json::Map::new();
+        while let Some(key) = map.next_key::<String>()? {
+            let Strict(v) = map.next_value()?;
+            if out.insert(key.clone(), v).is_some() {
+                return Err(serde::de::Error::custom(format!(
+                    "the key {key:?} appears twice (JSON keeps only the last)"
+                )));
+            }
+        }
+        Ok(Value::Object(out))
+    }
 }
 
 fn strings(v: &Value) -> Result<Vec<String>> {
@@ -196,6 +297,9 @@ mod tests {
         assert!(format!("{:#}", spec(false).build().unwrap_err()).contains("--multilabel"));
         std::fs::write(&file, r#"{"a": 3}"#).unwrap();
         assert!(spec(false).build().is_err());
+        std::fs::write(&file, r#"{"a": "x", "b": {"pos": ["p"], "pos": ["q"]}}"#).unwrap();
+        let err = format!("{:#}", spec(false).build().unwrap_err());
+        assert!(err.contains("\"pos\" appears twice"), "{err}");
         std::fs::remove_dir_all(dir).unwrap();
     }
 }

@@ -2,58 +2,50 @@
 //! -> probability rows (single-label softmax or per-finding multi-label), written as each
 //! batch finishes; provenance beside them.
 
-use super::{embed_texts, for_each_batch};
+use super::{embed_texts, for_each_batch, resume_output};
 use crate::cli::{ClassifyConfig, ClassifyFormat, LogitScale};
-use crate::model::Clip;
-use crate::output::meta::Meta;
-use crate::output::resume::{self, Layout, Resumed};
+use crate::model::{Clip, Plan};
+use crate::output::meta::{self, Meta};
+use crate::output::resume::Layout;
 use crate::output::{ClassifyRow, ClassifyWriter, Sink};
 use crate::printer::Printer;
-use crate::prompts::ClassPrompts;
+use crate::prompts::{token_warnings, ClassPrompts};
 use crate::score::Scorer;
-use crate::source::ModelFiles;
 use crate::Outcome;
 use anyhow::Result;
 
-pub fn run(
-    c: &ClassifyConfig,
-    model: &Clip,
-    files: &ModelFiles,
-    printer: &Printer,
-) -> Result<Outcome> {
-    let scale = match c.logit_scale {
-        LogitScale::Fixed(s) => s,
-        LogitScale::Model => model.logit_scale(),
+pub fn run(c: &ClassifyConfig, plan: &Plan, printer: &Printer) -> Result<Outcome> {
+    check(c, plan, printer)?;
+    let record = |model: Option<&Clip>| {
+        let scale = match c.logit_scale {
+            LogitScale::Fixed(s) => Some(s),
+            LogitScale::Model => model.map(Clip::logit_scale),
+        };
+        meta::record(plan, model, "classify", &c.run, provenance(c, scale))
     };
-    printer.detail(format_args!("{}: logit scale {scale}", files.id));
-    let scorer = scorer(c, model, scale)?;
-    let resumed = match (&c.output, c.run.resume) {
-        (Some(path), true) => resume::prepare(path, layout(c))?,
-        _ => Resumed::default(),
-    };
-    if !resumed.done.is_empty() {
-        printer.note(format_args!(
-            "resuming: {} inputs already scored",
-            resumed.done.len()
-        ));
-    }
-    let sink = Sink::open(c.output.as_deref(), c.run.resume)?;
+    let (resumed, earlier) = resume_output(
+        c.output.as_deref(),
+        c.run.resume,
+        layout(c),
+        c.meta.as_deref(),
+        || record(None),
+        printer,
+    )?;
+    let model = plan.load()?;
+    let scale = scale(c, &model);
+    printer.detail(format_args!("{}: logit scale {scale}", plan.files.id));
+    let scorer = scorer(c, &model, scale)?;
+    resumed.apply()?;
+    let sink = Sink::open(c.output.as_deref(), c.run.resume, printer)?;
     let mut writer = ClassifyWriter::new(c.format, c.labels.clone(), sink, resumed.has_header)
         .multilabel(c.multilabel);
     let meta = match &c.meta {
-        Some(path) => Some(Meta::start(
-            path,
-            "classify",
-            model,
-            files,
-            &c.run,
-            provenance(c, scale),
-        )?),
+        Some(path) => Some(Meta::start(path, record(Some(&model))?, earlier)?),
         None => None,
     };
     // The header goes out now, so a run with no inputs (an empty shard) still writes one.
     writer.write(&[])?;
-    let outcome = for_each_batch(model, &c.run, resumed.done, printer, |batch| {
+    let outcome = for_each_batch(&model, &c.run, resumed.done, printer, |batch| {
         let rows: Vec<ClassifyRow> = batch
             .into_iter()
             .map(|(input, emb)| ClassifyRow {
@@ -67,6 +59,23 @@ pub fn run(
         meta.finish(&outcome)?;
     }
     Ok(outcome)
+}
+
+/// What the plan tells before the weights are read: prompts the tokenizer cuts or cannot
+/// tell apart.
+pub fn check(c: &ClassifyConfig, plan: &Plan, printer: &Printer) -> Result<()> {
+    let tokenizer = crate::text::Tokenizer::bundled(plan.config.model.text.context_length)?;
+    for w in token_warnings(&c.classes, &tokenizer) {
+        printer.warn(w);
+    }
+    Ok(())
+}
+
+fn scale(c: &ClassifyConfig, model: &Clip) -> f32 {
+    match c.logit_scale {
+        LogitScale::Fixed(s) => s,
+        LogitScale::Model => model.logit_scale(),
+    }
 }
 
 /// Every distinct prompt through the text tower once, then grouped back per class and side.
@@ -89,7 +98,9 @@ fn scorer(c: &ClassifyConfig, model: &Clip, scale: f32) -> Result<Scorer> {
     Ok(Scorer::new(pos, neg, c.ensemble, scale))
 }
 
-fn provenance(c: &ClassifyConfig, scale: f32) -> serde_json::Value {
+/// The classify part of the record; `scale` is unknown (null) before the checkpoint is read
+/// when it is the checkpoint's.
+fn provenance(c: &ClassifyConfig, scale: Option<f32>) -> serde_json::Value {
     serde_json::json!({
         "classify": {
             "logit_scale": scale,

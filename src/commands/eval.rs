@@ -2,8 +2,9 @@
 //! made) -> the metrics report, as a table on stdout and/or JSON.
 
 use crate::cli::EvalConfig;
-use crate::eval::data::{match_files, read_scores, read_truth};
+use crate::eval::data::{check_classes, match_files, read_scores, read_truth, Truth};
 use crate::eval::report::{evaluate, table, Bootstrap};
+use crate::model::Plan;
 use crate::output::Sink;
 use crate::printer::Printer;
 use crate::Outcome;
@@ -11,10 +12,36 @@ use anyhow::{Context, Result};
 use std::path::Path;
 
 /// Exit status: 0 when every truth file was evaluated, 1 when some were not (never scored,
-/// or their image failed); each of those is named on stderr and listed in the JSON.
-pub fn run(c: &EvalConfig, printer: &Printer) -> Result<Outcome> {
-    let truth = read_truth(&c.truth)?;
+/// or their image failed); each of those is named on stderr and listed in the JSON. The truth
+/// is read and checked against the classes before any image is scored.
+pub fn run(
+    c: &EvalConfig,
+    plan: impl FnOnce() -> Result<Plan>,
+    printer: &Printer,
+) -> Result<Outcome> {
+    let truth = read_truth(&c.truth, c.label_column.as_deref())?;
+    let Some(cc) = c.run.as_deref() else {
+        return report(c, &truth, printer);
+    };
+    check_classes(&truth, &cc.labels, &c.truth)?;
+    let scored = plan().and_then(|plan| super::classify::run(cc, &plan, printer));
+    let result = scored.and_then(|o| {
+        if o.interrupted || o.nothing_found {
+            return Ok(o);
+        }
+        report(c, &truth, printer)
+    });
+    if !c.keep_scores {
+        if let Some(dir) = c.scores.parent() {
+            let _ = std::fs::remove_dir_all(dir); // the private temporary directory
+        }
+    }
+    result
+}
+
+fn report(c: &EvalConfig, truth: &Truth, printer: &Printer) -> Result<Outcome> {
     let scores = read_scores(&c.scores)?;
+    check_classes(truth, &scores.classes, &c.truth)?;
     let matched = match_files(truth.files(), &scores)?;
     for f in &matched.truth_not_scored {
         printer.failure(f, "in the truth but not scored");
@@ -33,20 +60,21 @@ pub fn run(c: &EvalConfig, printer: &Printer) -> Result<Outcome> {
         reps: c.bootstrap,
         seed: c.seed,
     };
-    let report = evaluate(&truth, &scores, &matched, &b)?;
+    let report = evaluate(truth, &scores, &matched, &b)?;
     let json = serde_json::to_string_pretty(&report)? + "\n";
+    let mut stdout = Sink::open(None, false, printer)?;
     match c.json.as_deref() {
-        Some(p) if p == Path::new("-") => Sink::open(None, false)?.write_chunk(json.as_bytes())?,
+        Some(p) if p == Path::new("-") => stdout.write_chunk(json.as_bytes())?,
         Some(p) => {
             std::fs::write(p, &json)
                 .with_context(|| format!("cannot write --json {}", p.display()))?;
-            Sink::open(None, false)?.write_chunk(table(&report).as_bytes())?;
+            stdout.write_chunk(table(&report).as_bytes())?;
         }
-        None => Sink::open(None, false)?.write_chunk(table(&report).as_bytes())?,
+        None => stdout.write_chunk(table(&report).as_bytes())?,
     }
     Ok(Outcome {
         scored: matched.pairs.len(),
         failed: matched.truth_not_scored.len() + matched.failed.len(),
-        interrupted: false,
+        ..Outcome::default()
     })
 }

@@ -12,7 +12,7 @@ use anyhow::Result;
 use serde_json::{json, Value};
 
 pub fn run(c: &InspectConfig, printer: &Printer) -> Result<Outcome> {
-    let mut sink = Sink::open(c.output.as_deref(), false)?;
+    let mut sink = Sink::open(c.output.as_deref(), false, printer)?;
     let mut outcome = Outcome::default();
     for found in discover(&c.inputs, true) {
         let input = match found? {
@@ -20,6 +20,7 @@ pub fn run(c: &InspectConfig, printer: &Printer) -> Result<Outcome> {
                 printer.warn(note);
                 continue;
             }
+            Found::OtherShard => continue,
             Found::Input(i) => i,
         };
         let result = match &input.error {
@@ -61,6 +62,10 @@ pub fn run(c: &InspectConfig, printer: &Printer) -> Result<Outcome> {
                 outcome.failed += 1;
             }
         }
+    }
+    if outcome.scored + outcome.failed == 0 {
+        outcome.nothing_found = true;
+        printer.always("warning: found no images to inspect (exit status 3)");
     }
     Ok(outcome)
 }

@@ -8,21 +8,20 @@ mod eval;
 mod inspect;
 mod probe;
 
-use crate::cli::{Config, DeviceChoice, DtypeChoice, RunConfig, Task};
+use crate::cli::{Config, RunConfig, Task};
 use crate::inputs::{discover, Found, Input};
-use crate::model::{config::OpenClipConfig, weights, Clip};
-use crate::pipeline::{self, Settings};
+use crate::model::{Clip, Plan};
+use crate::output::meta;
+use crate::output::resume::{self, Done, Layout, Resumed};
+use crate::pipeline::{self, Msg, Settings};
 use crate::printer::Printer;
 use crate::score::normalised_rows;
-use crate::source::{convert, resolve, ModelFiles};
 use crate::Outcome;
 use anyhow::{bail, Context, Result};
-use candle_core::{DType, Device, Tensor};
-use std::collections::{HashMap, HashSet};
+use candle_core::Tensor;
+use serde_json::Value;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
-use std::time::Instant;
 
 static INTERRUPTED: AtomicBool = AtomicBool::new(false);
 
@@ -34,161 +33,44 @@ pub fn run(config: Config) -> Result<Outcome> {
             std::process::exit(130);
         }
     });
+    // Each command checks what it can before it plans the model (`model` below), and what
+    // the plan tells before it reads the weights.
+    let model = || Plan::new(&config, &printer);
     match &config.task {
-        Task::Inspect(c) => return inspect::run(c, &printer),
-        Task::Eval(c) if c.run.is_none() => return eval::run(c, &printer),
-        Task::ProbeFit(c) if c.source.embed.is_none() => {
-            return probe::on_embeddings(&c.source, None, &printer, |e| probe::fit(c, e, &printer));
-        }
-        Task::ProbePredict(c) if c.source.embed.is_none() => {
-            return probe::on_embeddings(&c.source, None, &printer, |e| probe::predict(c, e));
-        }
-        _ => {}
-    }
-    let device = select_device(&config.device, &printer)?;
-    let (model, files) = load_model(&config, &device, &printer)?;
-    match &config.task {
-        Task::Classify(c) => classify::run(c, &model, &files, &printer),
-        Task::Embed(c) => embed::run(c, &model, &files, &printer),
-        Task::Eval(c) => {
-            let cc = c.run.as_deref().context("eval without a run")?;
-            let scored = classify::run(cc, &model, &files, &printer);
-            let result = scored.and_then(|o| {
-                if o.interrupted {
-                    return Ok(o);
-                }
-                eval::run(c, &printer)
-            });
-            if !c.keep_scores {
-                if let Some(dir) = c.scores.parent() {
-                    let _ = std::fs::remove_dir_all(dir); // the private temporary directory
-                }
-            }
-            result
-        }
-        Task::ProbeFit(c) => {
-            probe::on_embeddings(&c.source, Some((&model, &files)), &printer, |e| {
-                probe::fit(c, e, &printer)
-            })
-        }
-        Task::ProbePredict(c) => {
-            probe::on_embeddings(&c.source, Some((&model, &files)), &printer, |e| {
-                probe::predict(c, e)
-            })
-        }
-        Task::Inspect(_) => unreachable!("inspect needs no model"),
+        Task::Inspect(c) => inspect::run(c, &printer),
+        Task::Classify(c) => classify::run(c, &model()?, &printer),
+        Task::Embed(c) => embed::run(c, &model()?, &printer),
+        Task::Eval(c) => eval::run(c, model, &printer),
+        Task::ProbeFit(c) => probe::fit(c, model, &printer),
+        Task::ProbePredict(c) => probe::predict(c, model, &printer),
     }
 }
 
-/// `auto` takes GPU 0 when this build has CUDA and a GPU answers, else the CPU.
-fn select_device(choice: &DeviceChoice, printer: &Printer) -> Result<Device> {
-    match choice {
-        DeviceChoice::Cpu => Ok(Device::Cpu),
-        DeviceChoice::Auto if !candle_core::utils::cuda_is_available() => Ok(Device::Cpu),
-        DeviceChoice::Auto => match Device::new_cuda(0) {
-            Ok(d) => Ok(d),
-            Err(e) => {
-                printer.detail(format_args!("no usable GPU ({e}); running on the CPU"));
-                Ok(Device::Cpu)
-            }
-        },
-        DeviceChoice::Cuda(_) if !candle_core::utils::cuda_is_available() => bail!(
-            "--device cuda: this whyxray was built without CUDA support (CPU only); rebuild \
-             with `cargo build --release --features cuda`, or use --device cpu or auto"
-        ),
-        DeviceChoice::Cuda(n) => Device::new_cuda(*n)
-            .with_context(|| format!("--device cuda:{n}: no usable CUDA device {n}")),
-    }
-}
-
-/// `--dtype`, else bf16 on a GPU and f32 on the CPU. candle's bf16 kernels need compute
-/// capability 8.0 (Ampere); on older GPUs the default falls back to f16.
-fn select_dtype(choice: Option<DtypeChoice>, device: &Device, printer: &Printer) -> DType {
-    match choice {
-        Some(DtypeChoice::F32) => DType::F32,
-        Some(DtypeChoice::F16) => DType::F16,
-        Some(DtypeChoice::Bf16) => DType::BF16,
-        None if device.is_cuda() => {
-            let bf16_works = Tensor::zeros(1, DType::F32, device)
-                .and_then(|t| t.to_dtype(DType::BF16))
-                .and_then(|t| t.to_dtype(DType::F32))
-                .is_ok();
-            if !bf16_works {
-                printer.note("this GPU has no bfloat16 kernels: using --dtype f16");
-            }
-            if bf16_works {
-                DType::BF16
-            } else {
-                DType::F16
-            }
-        }
-        None => DType::F32,
-    }
-}
-
-pub fn load_model(
-    config: &Config,
-    device: &Device,
+/// `--resume` of `output`: what it holds (rewritten only by `Resumed::apply`, once every check
+/// has passed) and, when it holds rows, the record its first run wrote, which must describe
+/// the same settings as this run's (`record`, made only then).
+pub fn resume_output(
+    output: Option<&Path>,
+    resume: bool,
+    layout: Layout,
+    meta: Option<&Path>,
+    record: impl FnOnce() -> Result<Value>,
     printer: &Printer,
-) -> Result<(Clip, ModelFiles)> {
-    let start = Instant::now();
-    let files = resolve(&config.model, printer)?;
-    printer.detail(format_args!(
-        "model {} (commit {}): {}",
-        files.id,
-        files.commit.as_deref().unwrap_or("local"),
-        files.weights.display()
-    ));
-    let cfg = OpenClipConfig::from_file(&files.config)?;
-    let dtype = select_dtype(config.dtype, device, printer);
-    let model = Clip::from_tensors_in(
-        cfg.clone(),
-        read_weights(&files.weights, &cfg, device, printer)?,
-        device,
-        dtype,
-    )?;
-    printer.detail(format_args!(
-        "model loaded in {:.2} s ({device:?}, {dtype:?})",
-        start.elapsed().as_secs_f64()
-    ));
-    Ok((model, files))
-}
-
-/// The checked state dict; a `.bin` is read through its converted safetensors copy when the
-/// cache has one, and converted for next time when it does not.
-fn read_weights(
-    path: &Path,
-    cfg: &OpenClipConfig,
-    device: &Device,
-    printer: &Printer,
-) -> Result<HashMap<String, Tensor>> {
-    let is_bin = path.extension().is_some_and(|e| e != "safetensors");
-    let converted = if is_bin {
-        convert::converted_path(path)
-    } else {
-        None
+) -> Result<(Resumed, Option<Value>)> {
+    let Some(path) = output.filter(|_| resume) else {
+        return Ok((Resumed::default(), None));
     };
-    if let Some(c) = converted.as_ref().filter(|c| c.is_file()) {
-        match weights::load(c, &cfg.model, device) {
-            Ok(t) => return Ok(t),
-            Err(e) => printer.warn(format_args!(
-                "ignoring converted weights {}: {e:#}",
-                c.display()
-            )),
-        }
+    let resumed = resume::read(path, layout)?;
+    if !resumed.had_rows {
+        return Ok((resumed, None));
     }
-    let tensors = weights::load(path, &cfg.model, device)?;
-    if let Some(c) = converted {
-        match convert::save(&tensors, &c) {
-            Ok(()) => printer.detail(format_args!(
-                "converted {} to {}",
-                path.display(),
-                c.display()
-            )),
-            Err(e) => printer.warn(format_args!("could not cache converted weights: {e:#}")),
-        }
-    }
-    Ok(tensors)
+    let earlier = meta::check_resume(path, meta, &record()?)?;
+    printer.note(format_args!(
+        "resuming {}: {} rows already done",
+        path.display(),
+        resumed.rows_kept()
+    ));
+    Ok((resumed, Some(earlier)))
 }
 
 /// One batch's inputs with a normalised image embedding, or the error, for each.
@@ -199,11 +81,11 @@ pub type Embedded = Vec<(Input, Result<Vec<f32>, String>)>;
 pub fn for_each_batch(
     model: &Clip,
     run: &RunConfig,
-    skip: HashSet<String>,
+    skip: Done,
     printer: &Printer,
     mut write: impl FnMut(Embedded) -> Result<()>,
 ) -> Result<Outcome> {
-    let skip = Arc::new(skip);
+    let resumed: usize = skip.values().sum();
     let mut progress = printer.progress("images");
     if printer.shows_progress() {
         count_in_background(run, skip.clone(), progress.total_handle());
@@ -217,11 +99,14 @@ pub fn for_each_batch(
     };
     let batches = pipeline::start(discover(&run.inputs, true), settings, printer.clone())?;
     let mut outcome = Outcome::default();
-    let mut finished = false;
+    let mut found = None;
     for msg in batches {
-        let Some(batch) = msg? else {
-            finished = true;
-            break;
+        let batch = match msg? {
+            Msg::Batch(b) => b,
+            Msg::End { found: n } => {
+                found = Some(n);
+                break;
+            }
         };
         let embedded = embed_batch(model, batch.pixels, batch.status)?;
         let rows: Embedded = batch.inputs.into_iter().zip(embedded).collect();
@@ -242,20 +127,60 @@ pub fn for_each_batch(
         }
     }
     progress.finish();
-    if !finished && !outcome.interrupted {
-        bail!("the input pipeline stopped unexpectedly; the output holds the rows written so far");
+    match found {
+        Some(0) => {
+            outcome.nothing_found = true;
+            printer.always(format_args!(
+                "warning: found no images to score in {} (exit status 3)",
+                describe_inputs(run)
+            ));
+        }
+        Some(n) if outcome.scored + outcome.failed == 0 => printer.note(if resumed > 0 {
+            format!("nothing left to score: the output already holds all {resumed} rows")
+        } else {
+            format!("this shard holds none of the {n} inputs found")
+        }),
+        Some(_) => {}
+        None if outcome.interrupted => {}
+        None => bail!(
+            "the input pipeline stopped unexpectedly; the output holds the rows written so far"
+        ),
     }
     Ok(outcome)
+}
+
+/// The inputs as given, for a message.
+fn describe_inputs(run: &RunConfig) -> String {
+    let mut parts: Vec<String> = run
+        .inputs
+        .args
+        .iter()
+        .map(|a| {
+            if a == "-" {
+                "stdin".to_string()
+            } else {
+                a.clone()
+            }
+        })
+        .collect();
+    parts.extend(
+        run.inputs
+            .files_from
+            .iter()
+            .map(|f| format!("--files-from {}", f.display())),
+    );
+    let filtered = if run.inputs.filter.is_active() {
+        " (after --include/--exclude)"
+    } else {
+        ""
+    };
+    format!("{}{filtered}", parts.join(", "))
 }
 
 /// The total for the progress bar: the same discovery run again, counting only. Left unknown
 /// (a spinner) when an input can only be read once: `-`, or a `--files-from` pipe, which two
 /// readers would split between them.
-fn count_in_background(
-    run: &RunConfig,
-    skip: Arc<HashSet<String>>,
-    set_total: impl Fn(u64) + Send + 'static,
-) {
+fn count_in_background(run: &RunConfig, mut skip: Done, set_total: impl Fn(u64) + Send + 'static) {
     let regular = |p: &std::path::PathBuf| std::fs::metadata(p).is_ok_and(|m| m.is_file());
     if run.inputs.args.iter().any(|a| a == "-") || !run.inputs.files_from.iter().all(regular) {
         return;
@@ -265,7 +190,9 @@ fn count_in_background(
         .name("whyxray-count".into())
         .spawn(move || {
             let total = discover(&spec, false)
-                .filter(|f| matches!(f, Ok(Found::Input(i)) if !skip.contains(&i.path)))
+                .filter(
+                    |f| matches!(f, Ok(Found::Input(i)) if !pipeline::take_one(&mut skip, &i.path)),
+                )
                 .count();
             set_total(total as u64);
         });

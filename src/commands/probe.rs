@@ -4,48 +4,48 @@
 
 use crate::cli::{EmbeddingSource, ProbeFitConfig, ProbePredictConfig};
 use crate::eval::data::{match_files, read_truth, ScoreRow, Scores, Truth};
-use crate::model::Clip;
+use crate::model::Plan;
+use crate::output::meta::model_record;
 use crate::output::{ClassifyRow, ClassifyWriter, Sink};
 use crate::printer::Printer;
-use crate::probe::data::{describe, load, read_embeddings, same_model, save, Embeddings, Probe};
+use crate::probe::data::{
+    describe, load, read_embeddings, same_model, save, to_json, Embeddings, Probe,
+};
 use crate::probe::logreg::{default_cs, fit_cv, fit_with, FitOptions};
 use crate::score::normalise;
-use crate::source::ModelFiles;
 use crate::Outcome;
-use anyhow::{bail, Context, Result};
+use anyhow::{bail, Result};
 use serde_json::json;
 
-/// `probe fit` or `probe predict` (`work`) on the source's embeddings: embedded now with
-/// `model` when the source asks for it (an interrupted run stops there), read, and the
-/// temporary files removed. Images that failed to embed count as failed.
-pub fn on_embeddings(
+/// The source's embeddings: read from its file, or embedded now (the model planned, `check`ed
+/// before its weights are read, then run) and read back, the temporary files removed. `Err`
+/// of the inner result: the embedding run stopped (Ctrl-C, no image found) with this outcome.
+fn embeddings(
     source: &EmbeddingSource,
-    model: Option<(&Clip, &ModelFiles)>,
+    plan: impl FnOnce() -> Result<Plan>,
+    check: impl FnOnce(&Plan) -> Result<()>,
     printer: &Printer,
-    work: impl FnOnce(Embeddings) -> Result<Outcome>,
-) -> Result<Outcome> {
+) -> Result<std::result::Result<(Embeddings, Outcome), Outcome>> {
     let mut embedded = Outcome::default();
     if let Some(run) = &source.embed {
-        let result = model
-            .context("embedding images needs the model")
-            .and_then(|(m, files)| super::embed::run(run, m, files, printer));
-        let stop = !matches!(result, Ok(o) if !o.interrupted);
-        if stop {
-            cleanup(source);
-            if result.is_ok() {
-                printer.warn("interrupted while embedding: nothing more was done");
+        let result = plan().and_then(|plan| {
+            check(&plan)?;
+            super::embed::run(run, &plan, printer)
+        });
+        match result {
+            Ok(o) if !o.interrupted && !o.nothing_found => embedded = o,
+            other => {
+                cleanup(source);
+                if matches!(other, Ok(o) if o.interrupted) {
+                    printer.warn("interrupted while embedding: nothing more was done");
+                }
+                return other.map(Err);
             }
-            return result;
         }
-        embedded = result?;
     }
     let read = read_embeddings(&source.path);
     cleanup(source);
-    let done = work(read?)?;
-    Ok(Outcome {
-        failed: done.failed.max(embedded.failed),
-        ..done
-    })
+    Ok(Ok((read?, embedded)))
 }
 
 /// Removes the private directory an on-the-spot embed run wrote into.
@@ -55,10 +55,37 @@ fn cleanup(source: &EmbeddingSource) {
     }
 }
 
-pub fn fit(c: &ProbeFitConfig, emb: Embeddings, printer: &Printer) -> Result<Outcome> {
-    let Truth::Single { files, labels } = read_truth(&c.truth)? else {
-        bail!("probe fit needs a `file,label` truth CSV (one class per image)");
+/// Images that failed to embed count as failed.
+fn with_embedding_failures(done: Outcome, embedded: Outcome) -> Outcome {
+    Outcome {
+        failed: done.failed.max(embedded.failed),
+        ..done
+    }
+}
+
+pub fn fit(
+    c: &ProbeFitConfig,
+    plan: impl FnOnce() -> Result<Plan>,
+    printer: &Printer,
+) -> Result<Outcome> {
+    let Truth::Single { files, labels } = read_truth(&c.truth, c.label_column.as_deref())? else {
+        bail!("probe fit needs a `file,label` truth CSV (one class per image; --label-column NAME picks the column)");
     };
+    let (emb, embedded) = match embeddings(&c.source, plan, |_| Ok(()), printer)? {
+        Ok(e) => e,
+        Err(stopped) => return Ok(stopped),
+    };
+    let done = fit_on(c, emb, &files, &labels, printer)?;
+    Ok(with_embedding_failures(done, embedded))
+}
+
+fn fit_on(
+    c: &ProbeFitConfig,
+    emb: Embeddings,
+    files: &[String],
+    labels: &[String],
+    printer: &Printer,
+) -> Result<Outcome> {
     let as_scores = Scores {
         classes: Vec::new(),
         rows: emb
@@ -74,7 +101,7 @@ pub fn fit(c: &ProbeFitConfig, emb: Embeddings, printer: &Printer) -> Result<Out
             })
             .collect(),
     };
-    let m = match_files(&files, &as_scores)?;
+    let m = match_files(files, &as_scores)?;
     for f in &m.truth_not_scored {
         printer.failure(f, "in the truth but has no embedding");
     }
@@ -162,8 +189,7 @@ pub fn fit(c: &ProbeFitConfig, emb: Embeddings, printer: &Printer) -> Result<Out
         "cv": cv,
         "train": { "n": n, "accuracy": train_acc, "truth": c.truth, "tol": c.tol },
     });
-    save(
-        &c.output,
+    let text = to_json(
         &Probe {
             model: emb.model,
             classes,
@@ -171,26 +197,51 @@ pub fn fit(c: &ProbeFitConfig, emb: Embeddings, printer: &Printer) -> Result<Out
         },
         extra,
     )?;
+    match &c.output {
+        Some(path) => save(path, &text)?,
+        None => Sink::open(None, false, printer)?.write_chunk(text.as_bytes())?,
+    }
     Ok(Outcome {
         scored: n,
         failed: m.truth_not_scored.len() + m.failed.len(),
-        interrupted: false,
+        ..Outcome::default()
     })
 }
 
-pub fn predict(c: &ProbePredictConfig, emb: Embeddings) -> Result<Outcome> {
+/// The probe is read, and checked against the model that will embed the images, before any
+/// image is embedded.
+pub fn predict(
+    c: &ProbePredictConfig,
+    plan: impl FnOnce() -> Result<Plan>,
+    printer: &Printer,
+) -> Result<Outcome> {
     let probe = load(&c.probe)?;
-    if !same_model(&probe.model, &emb.model) || probe.weights.dim != emb.dim {
+    let refuse = |other: &serde_json::Value| -> Result<()> {
         bail!(
             "the probe was fitted on embeddings of {}, these come from {}: refusing to apply it",
             describe(&probe.model),
-            describe(&emb.model)
-        );
+            describe(other)
+        )
+    };
+    let check = |plan: &Plan| {
+        let model = model_record(plan, None)?;
+        if same_model(&probe.model, &model) {
+            Ok(())
+        } else {
+            refuse(&model)
+        }
+    };
+    let (emb, embedded) = match embeddings(&c.source, plan, check, printer)? {
+        Ok(e) => e,
+        Err(stopped) => return Ok(stopped),
+    };
+    if !same_model(&probe.model, &emb.model) || probe.weights.dim != emb.dim {
+        refuse(&emb.model)?;
     }
     let mut writer = ClassifyWriter::new(
         c.format,
         probe.classes.clone(),
-        Sink::open(c.output.as_deref(), false)?,
+        Sink::open(c.output.as_deref(), false, printer)?,
         false,
     );
     let mut outcome = Outcome::default();
@@ -213,5 +264,5 @@ pub fn predict(c: &ProbePredictConfig, emb: Embeddings) -> Result<Outcome> {
     outcome.failed = rows.iter().filter(|r| r.result.is_err()).count();
     outcome.scored = rows.len() - outcome.failed;
     writer.write(&rows)?;
-    Ok(outcome)
+    Ok(with_embedding_failures(outcome, embedded))
 }

@@ -38,12 +38,14 @@ impl Truth {
     }
 }
 
-pub fn read_truth(path: &Path) -> Result<Truth> {
+/// `file,label`, or `file,<finding>,...` (multi-label); with `label_column`, single-label from
+/// that column whatever else the file holds (`file,finding,source`).
+pub fn read_truth(path: &Path, label_column: Option<&str>) -> Result<Truth> {
     let ctx = || format!("--truth {}", path.display());
+    let text = crate::read_text(path).with_context(ctx)?;
     let mut r = csv::ReaderBuilder::new()
         .flexible(false)
-        .from_path(path)
-        .with_context(ctx)?;
+        .from_reader(text.as_bytes());
     let header: Vec<String> = r
         .headers()
         .with_context(ctx)?
@@ -62,7 +64,16 @@ pub fn read_truth(path: &Path) -> Result<Truth> {
             ctx()
         );
     }
-    let single = header.len() == 2 && header[1] == "label";
+    let label_at = match label_column {
+        Some(name) => Some(header.iter().position(|h| h == name).with_context(|| {
+            format!(
+                "{}: no column {name:?} (--label-column); columns: {header:?}",
+                ctx()
+            )
+        })?),
+        None => (header.len() == 2 && header[1] == "label").then_some(1),
+    };
+    let single = label_at.is_some();
     let mut files = Vec::new();
     let (mut labels, mut values) = (Vec::new(), Vec::new());
     let mut seen: HashMap<String, usize> = HashMap::new();
@@ -79,8 +90,8 @@ pub fn read_truth(path: &Path) -> Result<Truth> {
                 ctx()
             );
         }
-        if single {
-            labels.push(rec[1].trim().to_string());
+        if let Some(at) = label_at {
+            labels.push(rec[at].trim().to_string());
         } else {
             let row = rec
                 .iter()
@@ -90,7 +101,8 @@ pub fn read_truth(path: &Path) -> Result<Truth> {
                     "1" | "1.0" => Ok(true),
                     "0" | "0.0" => Ok(false),
                     other => bail!(
-                        "{} line {line}, column {h:?}: {other:?} is not 0 or 1",
+                        "{} line {line}, column {h:?}: {other:?} is not 0 or 1 (a multi-label truth \
+                         has 0/1 columns; if {h:?} holds class names, pass --label-column {h})",
                         ctx()
                     ),
                 });
@@ -109,12 +121,35 @@ pub fn read_truth(path: &Path) -> Result<Truth> {
     })
 }
 
+/// Every class the truth names must be a scored class (checked before any image is scored
+/// when eval scores them now).
+pub fn check_classes(truth: &Truth, classes: &[String], path: &Path) -> Result<()> {
+    let unknown = match truth {
+        Truth::Single { labels, .. } => labels
+            .iter()
+            .enumerate()
+            .find(|(_, l)| !classes.contains(l))
+            .map(|(i, l)| (format!("truth label {l:?}"), format!(" (line {})", i + 2))),
+        Truth::Multi { findings, .. } => findings
+            .iter()
+            .find(|f| !classes.contains(f))
+            .map(|f| (format!("truth column {f:?}"), String::new())),
+    };
+    match unknown {
+        Some((what, at)) => bail!(
+            "--truth {}: {what} is not one of the scored classes {classes:?}{at}",
+            path.display()
+        ),
+        None => Ok(()),
+    }
+}
+
 /// A classify (or probe predict) output: jsonl if it starts with `{`, else csv or tsv with
 /// the header `file,<class>...,error`.
 pub fn read_scores(path: &Path) -> Result<Scores> {
     let ctx = || format!("--scores {}", path.display());
-    let raw = std::fs::read_to_string(path).with_context(ctx)?;
-    let text = raw.strip_prefix('\u{feff}').unwrap_or(&raw);
+    let raw = crate::read_text(path).with_context(ctx)?;
+    let text = raw.as_str();
     let scores = if text.trim_start().starts_with('{') {
         jsonl_scores(text)
     } else {

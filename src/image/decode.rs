@@ -25,6 +25,20 @@ pub struct Decoded {
     pub report: Report,
 }
 
+/// The image format whyxray would decode `head` (a file's first bytes, 132 for DICOM's
+/// preamble) as, from its signature alone: to refuse overwriting an image with an output.
+pub fn sniff(head: &[u8]) -> Option<&'static str> {
+    if super::dicom::is_dicom(head) {
+        return Some("DICOM");
+    }
+    match image::guess_format(head).ok()? {
+        ImageFormat::Png => Some("PNG"),
+        ImageFormat::Jpeg => Some("JPEG"),
+        ImageFormat::Tiff => Some("TIFF"),
+        _ => None,
+    }
+}
+
 pub fn decode_file(path: &Path) -> Result<Decoded> {
     decode_file_with(path, &DecodeOptions::default())
 }

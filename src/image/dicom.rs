@@ -24,6 +24,7 @@ pub fn is_dicom(bytes: &[u8]) -> bool {
 
 const JPEG_BASELINE: &[&str] = &["1.2.840.10008.1.2.4.50", "1.2.840.10008.1.2.4.51"];
 const JPEG_2000: &[&str] = &["1.2.840.10008.1.2.4.90", "1.2.840.10008.1.2.4.91"];
+const JPEG_LS: &[&str] = &["1.2.840.10008.1.2.4.80", "1.2.840.10008.1.2.4.81"];
 
 pub fn decode(bytes: &[u8], opts: &DecodeOptions) -> Result<Decoded> {
     check_lengths(bytes)?;
@@ -142,7 +143,14 @@ fn native_frame(
     frame: u32,
 ) -> Result<(Vec<f64>, usize, usize, usize, String)> {
     let decoded = obj.decode_pixel_data_frame(frame).with_context(|| {
-        format!("cannot decode DICOM pixel data (unsupported or damaged; transfer syntax {ts})")
+        if JPEG_LS.contains(&ts) && !cfg!(feature = "jpeg-ls") {
+            format!(
+                "cannot decode DICOM pixel data: JPEG-LS (transfer syntax {ts}) needs a whyxray \
+                 built with `cargo build --release --features jpeg-ls` (CharLS)"
+            )
+        } else {
+            format!("cannot decode DICOM pixel data (unsupported or damaged; transfer syntax {ts})")
+        }
     })?;
     let opts = ConvertOptions::new()
         .with_modality_lut(ModalityLutOption::None)

@@ -26,6 +26,10 @@ impl Default for DecodeOptions {
     }
 }
 
+/// The share of pixels at one value above which a windowed image counts as nearly constant
+/// (radiographs with wide black borders stay far below it).
+const NEARLY_FLAT: f64 = 0.99;
+
 #[derive(Debug, Clone, Default, Serialize, PartialEq)]
 pub struct Report {
     /// PNG, JPEG, TIFF or DICOM.
@@ -68,8 +72,11 @@ pub struct Report {
 }
 
 impl Report {
-    /// Fills in the ranges from the samples before and the bytes after windowing.
+    /// Fills in the ranges from the samples before and the bytes after windowing, and notes a
+    /// window that flattened a varied image (a CT window on a radiograph, say): the model
+    /// would score a blank picture without a word.
     pub fn set_ranges(&mut self, before: &[f64], after: &[u8]) {
+        self.note_flat_window(before, after);
         let (lo, hi) = super::window::bounds(before);
         self.range_before = if before.is_empty() {
             [0.0; 2]
@@ -80,6 +87,35 @@ impl Report {
             .iter()
             .fold((u8::MAX, u8::MIN), |(a, b), &v| (a.min(v), b.max(v)));
         self.range_after = if after.is_empty() { [0; 2] } else { [a, b] };
+    }
+
+    fn note_flat_window(&mut self, before: &[f64], after: &[u8]) {
+        let (lo, hi) = super::window::bounds(before);
+        if after.is_empty() || lo >= hi {
+            return; // constant already: not the window's doing
+        }
+        let mut counts = [0usize; 256];
+        after.iter().for_each(|&v| counts[v as usize] += 1);
+        let (value, &most) = counts
+            .iter()
+            .enumerate()
+            .max_by_key(|&(_, c)| *c)
+            .unwrap_or((0, &0));
+        let share = most as f64 / after.len() as f64;
+        if share >= 1.0 {
+            self.notes.push(format!(
+                "the window ({}) leaves the image constant (every value {value}); the model sees \
+                 a blank picture: check --window",
+                self.window
+            ));
+        } else if share >= NEARLY_FLAT {
+            self.notes.push(format!(
+                "the window ({}) leaves the image nearly constant ({:.1}% of values are {value}); \
+                 check --window",
+                self.window,
+                share * 100.0
+            ));
+        }
     }
 
     /// One human-readable line (`inspect`'s default format).

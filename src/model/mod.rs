@@ -4,6 +4,7 @@
 pub mod config;
 mod ops;
 mod params;
+pub mod plan;
 mod text;
 mod transformer;
 mod vision;
@@ -17,6 +18,7 @@ use std::cell::RefCell;
 use std::collections::HashMap;
 use std::path::Path;
 
+pub use plan::Plan;
 pub use text::TextTransformer;
 pub use vision::VisionTransformer;
 

@@ -45,6 +45,7 @@ impl ClassifyWriter {
             ClassifyFormat::Csv => self.delimited(rows, b',', &mut buf)?,
             ClassifyFormat::Tsv => self.delimited(rows, b'\t', &mut buf)?,
             ClassifyFormat::Jsonl => self.jsonl(rows, &mut buf)?,
+            ClassifyFormat::Table if rows.is_empty() && !self.started => return Ok(()),
             ClassifyFormat::Table => self.table(rows, &mut buf),
         }
         self.started = true;
@@ -103,32 +104,39 @@ impl ClassifyWriter {
         Ok(())
     }
 
+    /// Columns padded to their display width (wide characters count two). Rows stream, so the
+    /// first batch sets the file column's width (40 columns at least); a longer name later is
+    /// shortened in the middle (`/data/…/img_123.png`) rather than breaking the columns.
+    /// csv/tsv/jsonl keep every name whole.
     fn table(&mut self, rows: &[ClassifyRow], buf: &mut Vec<u8>) {
         use std::fmt::Write;
+        if rows.is_empty() {
+            return; // the header waits for the first rows, which set the column's width
+        }
         if self.file_width == 0 {
-            // Streaming: the first batch sets the width; longer names later push their row.
             self.file_width = rows
                 .iter()
-                .map(|r| r.file.chars().count())
+                .map(|r| width(&r.file))
                 .max()
                 .unwrap_or(0)
-                .max(4);
+                .clamp(MIN_FILE_WIDTH, 100);
         }
         let fw = self.file_width;
+        let col = |l: &String| width(l).max(6);
         let mut s = String::new();
         if !self.started {
-            let _ = write!(s, "{:<fw$}", "file");
+            s.push_str(&pad_right("file", fw));
             for l in &self.labels {
-                let _ = write!(s, "  {l:>w$}", w = l.chars().count().max(6));
+                let _ = write!(s, "  {}", pad_left(l, col(l)));
             }
             s.push_str("  top\n");
         }
         for row in rows {
-            let _ = write!(s, "{:<fw$}", row.file);
+            s.push_str(&pad_right(&fit(&row.file, fw), fw));
             match &row.result {
                 Ok(p) => {
                     for (l, v) in self.labels.iter().zip(p) {
-                        let _ = write!(s, "  {v:>w$.4}", w = l.chars().count().max(6));
+                        let _ = write!(s, "  {}", pad_left(&format!("{v:.4}"), col(l)));
                     }
                     let _ = writeln!(s, "  {}", top(&self.labels, p));
                 }
@@ -139,6 +147,51 @@ impl ClassifyWriter {
         }
         buf.extend_from_slice(s.as_bytes());
     }
+}
+
+/// The file column is at least this wide, so that a first batch of short names leaves room
+/// for longer ones later.
+const MIN_FILE_WIDTH: usize = 40;
+
+/// Terminal columns `s` takes.
+fn width(s: &str) -> usize {
+    unicode_width::UnicodeWidthStr::width(s)
+}
+
+fn pad_right(s: &str, w: usize) -> String {
+    format!("{s}{}", " ".repeat(w.saturating_sub(width(s))))
+}
+
+fn pad_left(s: &str, w: usize) -> String {
+    format!("{}{s}", " ".repeat(w.saturating_sub(width(s))))
+}
+
+/// `s` shortened to `w` columns by an ellipsis in the middle, keeping the end (the file name).
+fn fit(s: &str, w: usize) -> String {
+    if width(s) <= w {
+        return s.to_string();
+    }
+    let chars: Vec<char> = s.chars().collect();
+    let cw = |c: &char| unicode_width::UnicodeWidthChar::width(*c).unwrap_or(0);
+    let budget = w.saturating_sub(1);
+    let (mut tail, mut used) = (Vec::new(), 0);
+    for c in chars.iter().rev() {
+        if used + cw(c) > budget * 2 / 3 {
+            break;
+        }
+        used += cw(c);
+        tail.push(*c);
+    }
+    let mut head = String::new();
+    for c in &chars {
+        if used + cw(c) > budget {
+            break;
+        }
+        used += cw(c);
+        head.push(*c);
+    }
+    tail.reverse();
+    format!("{head}…{}", tail.into_iter().collect::<String>())
 }
 
 #[derive(Serialize)]
@@ -168,4 +221,23 @@ fn top<'a>(labels: &'a [String], probs: &[f32]) -> &'a str {
         .enumerate()
         .fold(0, |best, (i, p)| if *p > probs[best] { i } else { best });
     &labels[best]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn long_and_wide_names_keep_the_columns() {
+        assert_eq!(width("肺炎"), 4);
+        assert_eq!(pad_right("肺炎", 6), "肺炎  ");
+        let short = fit("/data/some/deep/folder/img_123.png", 20);
+        assert_eq!(width(&short), 20, "{short}");
+        assert!(
+            short.ends_with("img_123.png") && short.contains('…'),
+            "{short}"
+        );
+        let wide = fit("胸部写真胸部写真胸部写真.png", 11);
+        assert!(width(&wide) <= 11, "{wide}");
+    }
 }

@@ -11,8 +11,9 @@ pub mod resume;
 pub use classify::{ClassifyRow, ClassifyWriter};
 pub use embed::{EmbedItem, EmbedWriter};
 
+use crate::printer::Printer;
 use anyhow::{Context, Result};
-use std::io::Write;
+use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
 
 /// The reader of stdout went away (`whyxray ... | head`): the run ends quietly with exit 0.
@@ -23,11 +24,13 @@ pub struct StdoutClosed;
 pub struct Sink {
     out: Box<dyn Write>,
     path: Option<PathBuf>,
+    /// stdout on a terminal: rows are written with the progress bar lifted.
+    terminal: Option<Printer>,
 }
 
 impl Sink {
     /// stdout, or FILE created afresh (`append: false`) or appended to (`--resume`).
-    pub fn open(path: Option<&Path>, append: bool) -> Result<Self> {
+    pub fn open(path: Option<&Path>, append: bool, printer: &Printer) -> Result<Self> {
         let out: Box<dyn Write> = match path {
             Some(p) => {
                 let file = std::fs::OpenOptions::new()
@@ -41,14 +44,21 @@ impl Sink {
             }
             None => Box::new(std::io::stdout()),
         };
+        let terminal = (path.is_none() && std::io::stdout().is_terminal()).then(|| printer.clone());
         Ok(Self {
             out,
             path: path.map(Path::to_path_buf),
+            terminal,
         })
     }
 
     pub fn write_chunk(&mut self, bytes: &[u8]) -> Result<()> {
-        let res = self.out.write_all(bytes).and_then(|()| self.out.flush());
+        let out = &mut self.out;
+        let mut write = || out.write_all(bytes).and_then(|()| out.flush());
+        let res = match &self.terminal {
+            Some(printer) => printer.suspend(write),
+            None => write(),
+        };
         if self.path.is_none()
             && res
                 .as_ref()

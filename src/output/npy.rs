@@ -30,9 +30,9 @@ pub struct NpyWriter {
     cols: usize,
 }
 
-/// `feats.npy` -> `feats.paths.tsv`.
+/// `feats.npy` -> `feats.npy.paths.tsv` (appended, as every sidecar's name).
 pub fn sidecar_path(path: &Path) -> PathBuf {
-    path.with_extension("paths.tsv")
+    crate::cli::sidecar(path, ".paths.tsv")
 }
 
 impl NpyWriter {

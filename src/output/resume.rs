@@ -1,12 +1,17 @@
 //! `--resume`: reads what an earlier run left in `-o FILE`, keeps its successful rows (dropping
-//! failed ones, to be retried, and a torn last line, if a kill cut one), rewrites the file with
-//! just those (temp file + rename), and says which inputs need no scoring again.
+//! failed ones, to be retried, and a torn last line, if a kill cut one), and says which inputs
+//! need no scoring again; once every check has passed, rewrites the file with just those rows
+//! (temp file + rename). An input given twice has a row per occurrence, and is skipped as many
+//! times as it has rows.
 
 use anyhow::{bail, Context, Result};
 use serde_json::Value;
-use std::collections::HashSet;
+use std::collections::HashMap;
 use std::io::Write;
-use std::path::Path;
+use std::path::{Path, PathBuf};
+
+/// Inputs (as written in the `file` column) already scored, with how many rows each has.
+pub type Done = HashMap<String, usize>;
 
 /// The shape the existing file must have to be continued.
 pub enum Layout<'a> {
@@ -20,13 +25,32 @@ pub enum Layout<'a> {
 
 #[derive(Debug, Default)]
 pub struct Resumed {
-    /// Inputs (as written in the `file` column) already scored.
-    pub done: HashSet<String>,
+    /// Inputs already scored, and how many rows each has.
+    pub done: Done,
     /// The kept file starts with a header row.
     pub has_header: bool,
+    /// The file held rows (scored, failed or torn): an earlier run wrote it.
+    pub had_rows: bool,
+    /// The file's new content, when it differs from what is there.
+    rewrite: Option<(PathBuf, Vec<u8>)>,
 }
 
-pub fn prepare(path: &Path, layout: Layout) -> Result<Resumed> {
+impl Resumed {
+    /// Rewrites the file to the rows kept (nothing to do when it keeps them all).
+    pub fn apply(&self) -> Result<()> {
+        match &self.rewrite {
+            Some((path, bytes)) => replace(path, bytes),
+            None => Ok(()),
+        }
+    }
+
+    pub fn rows_kept(&self) -> usize {
+        self.done.values().sum()
+    }
+}
+
+/// Reads `path` as this command's output; writes nothing (see [`Resumed::apply`]).
+pub fn read(path: &Path, layout: Layout) -> Result<Resumed> {
     let bytes = match std::fs::read(path) {
         Ok(b) => b,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Resumed::default()),
@@ -40,7 +64,7 @@ pub fn prepare(path: &Path, layout: Layout) -> Result<Resumed> {
         .iter()
         .rposition(|&b| b == b'\n')
         .map_or(&bytes[..0], |i| &bytes[..=i]);
-    let (kept, resumed) = match layout {
+    let (kept, mut resumed) = match layout {
         Layout::Delimited { delimiter, labels } => delimited(complete, delimiter, labels),
         Layout::ClassifyJsonl { labels } => jsonl(complete, Some(labels)),
         Layout::EmbedJsonl => jsonl(complete, None),
@@ -51,8 +75,9 @@ pub fn prepare(path: &Path, layout: Layout) -> Result<Resumed> {
             path.display()
         )
     })?;
+    resumed.had_rows |= complete.len() != bytes.len();
     if kept.len() != bytes.len() {
-        replace(path, &kept)?;
+        resumed.rewrite = Some((path.to_path_buf(), kept));
     }
     Ok(resumed)
 }
@@ -80,6 +105,7 @@ fn delimited(bytes: &[u8], delimiter: u8, labels: &[String]) -> Result<(Vec<u8>,
     resumed.has_header = true;
     for (i, record) in reader.records().enumerate() {
         let record = record.with_context(|| format!("row {}", i + 2))?;
+        resumed.had_rows = true;
         if record.len() != expected.len() {
             bail!(
                 "row {} has {} fields, not {}",
@@ -89,7 +115,8 @@ fn delimited(bytes: &[u8], delimiter: u8, labels: &[String]) -> Result<(Vec<u8>,
             );
         }
         let scored = record.get(expected.len() - 1).is_some_and(str::is_empty);
-        if scored && resumed.done.insert(record[0].to_string()) {
+        if scored {
+            *resumed.done.entry(record[0].to_string()).or_default() += 1;
             out.write_record(&record)?;
         }
     }
@@ -113,6 +140,7 @@ fn jsonl(bytes: &[u8], labels: Option<&[String]>) -> Result<(Vec<u8>, Resumed)> 
         if !shape_ok {
             bail!("line {} does not have this command's fields", i + 1);
         }
+        resumed.had_rows = true;
         let Some(file) = v.get("file").and_then(Value::as_str) else {
             continue; // an `embed` text line: written again at the end of this run
         };
@@ -122,7 +150,8 @@ fn jsonl(bytes: &[u8], labels: Option<&[String]>) -> Result<(Vec<u8>, Resumed)> 
             }
             None => v.get("embedding").is_some_and(Value::is_array),
         };
-        if scored && resumed.done.insert(file.to_string()) {
+        if scored {
+            *resumed.done.entry(file.to_string()).or_default() += 1;
             kept.extend_from_slice(line);
         }
     }
@@ -176,7 +205,7 @@ mod tests {
             "file,a,b,error\nx.png,0.5,0.5,\nbad.png,,,cannot decode\ny.png,0.2,0.8,\nz.png,0.1",
         )
         .unwrap();
-        let r = prepare(
+        let r = read(
             &p,
             Layout::Delimited {
                 delimiter: b',',
@@ -184,11 +213,16 @@ mod tests {
             },
         )
         .unwrap();
-        assert!(r.has_header);
+        assert!(r.has_header && r.had_rows);
         assert_eq!(
             r.done,
-            HashSet::from(["x.png".to_string(), "y.png".to_string()])
+            Done::from([("x.png".to_string(), 1), ("y.png".to_string(), 1)])
         );
+        assert!(
+            std::fs::read_to_string(&p).unwrap().contains("bad.png"),
+            "read writes nothing"
+        );
+        r.apply().unwrap();
         assert_eq!(
             std::fs::read_to_string(&p).unwrap(),
             "file,a,b,error\nx.png,0.5,0.5,\ny.png,0.2,0.8,\n"
@@ -200,7 +234,7 @@ mod tests {
         let tmp = tempfile::tempdir().unwrap();
         let p = tmp.path().join("out.csv");
         std::fs::write(&p, "file,a,c,error\n").unwrap();
-        assert!(prepare(
+        assert!(read(
             &p,
             Layout::Delimited {
                 delimiter: b',',
@@ -214,7 +248,7 @@ mod tests {
             "{\"file\":\"x\",\"scores\":{\"b\":0.5,\"a\":0.5},\"top\":\"a\",\"error\":null}\n",
         )
         .unwrap();
-        assert!(prepare(&j, Layout::ClassifyJsonl { labels: &labels() }).is_err());
+        assert!(read(&j, Layout::ClassifyJsonl { labels: &labels() }).is_err());
     }
 
     #[test]
@@ -223,10 +257,15 @@ mod tests {
         let p = tmp.path().join("out.jsonl");
         let ok = "{\"file\":\"x\",\"scores\":{\"a\":0.5,\"b\":0.5},\"top\":\"a\",\"error\":null}\n";
         let bad = "{\"file\":\"y\",\"scores\":null,\"top\":null,\"error\":\"boom\"}\n";
-        std::fs::write(&p, format!("{ok}{bad}{{\"file\":\"z\",\"sc")).unwrap();
-        let r = prepare(&p, Layout::ClassifyJsonl { labels: &labels() }).unwrap();
-        assert_eq!(r.done, HashSet::from(["x".to_string()]));
-        assert_eq!(std::fs::read_to_string(&p).unwrap(), ok);
+        std::fs::write(&p, format!("{ok}{ok}{bad}{{\"file\":\"z\",\"sc")).unwrap();
+        let r = read(&p, Layout::ClassifyJsonl { labels: &labels() }).unwrap();
+        assert_eq!(
+            r.done,
+            Done::from([("x".to_string(), 2)]),
+            "one row per occurrence"
+        );
+        r.apply().unwrap();
+        assert_eq!(std::fs::read_to_string(&p).unwrap(), format!("{ok}{ok}"));
     }
 
     #[test]
@@ -234,7 +273,7 @@ mod tests {
         let tmp = tempfile::tempdir().unwrap();
         let p = tmp.path().join("feats.jsonl");
         std::fs::write(&p, "{\"file\":\"x\",\"embedding\":[0.5]}\n").unwrap();
-        assert!(prepare(&p, Layout::ClassifyJsonl { labels: &labels() }).is_err());
+        assert!(read(&p, Layout::ClassifyJsonl { labels: &labels() }).is_err());
         assert_eq!(
             std::fs::read_to_string(&p).unwrap().lines().count(),
             1,
@@ -244,16 +283,16 @@ mod tests {
         let line =
             "{\"file\":\"x\",\"scores\":{\"a\":1.0,\"b\":0.0},\"top\":\"a\",\"error\":null}\n";
         std::fs::write(&c, line).unwrap();
-        assert!(prepare(&c, Layout::EmbedJsonl).is_err());
+        assert!(read(&c, Layout::EmbedJsonl).is_err());
     }
 
     #[test]
     fn a_missing_file_starts_fresh() {
-        let r = prepare(
+        let r = read(
             Path::new("/nonexistent/whyxray/out.csv"),
             Layout::EmbedJsonl,
         )
         .unwrap();
-        assert!(r.done.is_empty() && !r.has_header);
+        assert!(r.done.is_empty() && !r.has_header && !r.had_rows);
     }
 }

@@ -24,7 +24,7 @@ pub struct Embeddings {
 
 /// `OUT.meta.json`, as `embed -o OUT` writes it.
 pub fn meta_of(path: &Path) -> PathBuf {
-    crate::cli::meta_path(path)
+    crate::cli::sidecar(path, ".meta.json")
 }
 
 pub fn read_embeddings(path: &Path) -> Result<Embeddings> {
@@ -86,7 +86,13 @@ fn read_npy(path: &Path, bytes: &[u8]) -> Result<(Vec<Embedded>, usize)> {
         );
     }
     let side = sidecar_path(path);
-    let text = std::fs::read_to_string(&side)
+    // Before 0.2 the sidecar replaced the extension (`feats.paths.tsv`).
+    let side = if !side.exists() && path.with_extension("paths.tsv").exists() {
+        path.with_extension("paths.tsv")
+    } else {
+        side
+    };
+    let text = crate::read_text(&side)
         .with_context(|| format!("cannot read the sidecar {}", side.display()))?;
     let lines: Vec<&str> = text.lines().skip(1).collect();
     if lines.len() < n {
@@ -177,14 +183,25 @@ fn read_jsonl(path: &Path, bytes: &[u8]) -> Result<(Vec<Embedded>, usize)> {
     Ok((rows, dim))
 }
 
-/// The model identity a probe is tied to: the same id and revision (and dimension).
+/// The same model: the same weights and config by content where both records have their
+/// digests (whatever the model was called: a hub id, its snapshot directory, a copy), else
+/// (records from before 0.2) the same id and revision; and the same dimension.
 pub fn same_model(a: &Value, b: &Value) -> bool {
-    a["id"] == b["id"] && a["revision"] == b["revision"] && a["embed_dim"] == b["embed_dim"]
+    let same_content = match (&a["identity"], &b["identity"]) {
+        (x @ Value::Object(_), y @ Value::Object(_)) => x == y,
+        _ => a["id"] == b["id"] && a["revision"] == b["revision"],
+    };
+    same_content && a["embed_dim"] == b["embed_dim"]
 }
 
 pub fn describe(model: &Value) -> String {
+    let weights = model["identity"]["weights_sha256"]
+        .as_str()
+        .map_or(String::new(), |w| {
+            format!(", weights sha256 {}", &w[..w.len().min(12)])
+        });
     format!(
-        "{} (revision {}, dim {})",
+        "{} (revision {}, dim {}{weights})",
         model["id"], model["revision"], model["embed_dim"]
     )
 }
@@ -196,7 +213,8 @@ pub struct Probe {
     pub weights: Model,
 }
 
-pub fn save(path: &Path, probe: &Probe, extra: Value) -> Result<()> {
+/// The probe as JSON text.
+pub fn to_json(probe: &Probe, extra: Value) -> Result<String> {
     let m = &probe.weights;
     let coef: Vec<&[f64]> = m.coef.chunks(m.dim).collect();
     let mut v = json!({
@@ -213,10 +231,14 @@ pub fn save(path: &Path, probe: &Probe, extra: Value) -> Result<()> {
     if let (Value::Object(o), Value::Object(e)) = (&mut v, extra) {
         o.extend(e);
     }
+    Ok(serde_json::to_string_pretty(&v)? + "\n")
+}
+
+/// Temp file + rename: a crash leaves the old probe or the new one.
+pub fn save(path: &Path, text: &str) -> Result<()> {
     let mut tmp = path.as_os_str().to_owned();
     tmp.push(".tmp");
-    let written = std::fs::write(&tmp, serde_json::to_string_pretty(&v)? + "\n")
-        .and_then(|()| std::fs::rename(&tmp, path));
+    let written = std::fs::write(&tmp, text).and_then(|()| std::fs::rename(&tmp, path));
     if written.is_err() {
         let _ = std::fs::remove_file(&tmp);
     }
@@ -225,7 +247,7 @@ pub fn save(path: &Path, probe: &Probe, extra: Value) -> Result<()> {
 
 pub fn load(path: &Path) -> Result<Probe> {
     let ctx = || format!("--probe {}", path.display());
-    let text = std::fs::read_to_string(path).with_context(ctx)?;
+    let text = crate::read_text(path).with_context(ctx)?;
     let v: Value = serde_json::from_str(&text).with_context(ctx)?;
     if v["format"] != "whyxray-probe/1" {
         bail!(

@@ -21,11 +21,22 @@ pub fn cache_dir() -> Option<PathBuf> {
 
 /// Where the converted copy of `bin` lives (whether or not it exists yet).
 pub fn converted_path(bin: &Path) -> Option<PathBuf> {
+    let h = crate::fnv1a64(file_key(bin)?.as_bytes());
+    Some(
+        cache_dir()?
+            .join("converted")
+            .join(format!("{h:016x}.safetensors")),
+    )
+}
+
+/// What a file's cached derivatives are keyed by: its real path, size, modification and change
+/// times and inode. ctime and the inode change on any rewrite, even one that restores mtime
+/// (cp -p, rsync -t).
+pub fn file_key(path: &Path) -> Option<String> {
     use std::os::unix::fs::MetadataExt;
-    let real = std::fs::canonicalize(bin).ok()?;
+    let real = std::fs::canonicalize(path).ok()?;
     let m = std::fs::metadata(&real).ok()?;
-    // ctime and the inode change on any rewrite, even one that restores mtime (cp -p, rsync -t).
-    let key = format!(
+    Some(format!(
         "{}\0{}\0{}.{}\0{}.{}\0{}:{}",
         real.display(),
         m.len(),
@@ -35,13 +46,7 @@ pub fn converted_path(bin: &Path) -> Option<PathBuf> {
         m.ctime_nsec(),
         m.dev(),
         m.ino()
-    );
-    let h = crate::fnv1a64(key.as_bytes());
-    Some(
-        cache_dir()?
-            .join("converted")
-            .join(format!("{h:016x}.safetensors")),
-    )
+    ))
 }
 
 /// Writes the checked state dict to `dest` (temp file + rename, so concurrent runs are safe).

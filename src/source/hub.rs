@@ -96,12 +96,12 @@ fn cached_files(cache: &Path, id: &str, rev: &str) -> std::result::Result<ModelF
         .map(|f| snapshot.join(f))
         .find(|p| p.is_file())
         .ok_or_else(|| snapshot.join(HUB_WEIGHTS[HUB_WEIGHTS.len() - 1]))?;
-    Ok(ModelFiles {
-        id: id.to_string(),
-        commit: Some(commit),
+    Ok(ModelFiles::new(
+        id.to_string(),
+        Some(commit),
         config,
         weights,
-    })
+    ))
 }
 
 pub fn resolve(id: &str, req: &ModelRequest, printer: &Printer) -> Result<ModelFiles> {
@@ -164,12 +164,12 @@ fn download(cache: &Path, id: &str, req: &ModelRequest) -> Result<ModelFiles> {
     let weights = repo
         .get(weights_name)
         .with_context(|| format!("downloading {weights_name}"))?;
-    Ok(ModelFiles {
-        id: id.to_string(),
-        commit: Some(info.sha),
+    Ok(ModelFiles::new(
+        id.to_string(),
+        Some(info.sha),
         config,
         weights,
-    })
+    ))
 }
 
 #[cfg(test)]

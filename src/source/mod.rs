@@ -3,6 +3,7 @@
 
 pub mod convert;
 mod hub;
+pub mod identity;
 
 use crate::printer::Printer;
 use anyhow::{bail, Result};
@@ -37,12 +38,35 @@ pub struct ModelRequest {
 /// Where a model's files are, and what they are, for provenance.
 #[derive(Debug, Clone)]
 pub struct ModelFiles {
-    /// Hub repo id, or the directory as given.
+    /// Hub repo id (also for a directory that is a hub cache snapshot), or the directory as
+    /// given.
     pub id: String,
     /// The hub commit the files come from; `None` for a local directory.
     pub commit: Option<String>,
     pub config: PathBuf,
     pub weights: PathBuf,
+    identity: std::sync::OnceLock<identity::Identity>,
+}
+
+impl ModelFiles {
+    pub fn new(id: String, commit: Option<String>, config: PathBuf, weights: PathBuf) -> Self {
+        Self {
+            id,
+            commit,
+            config,
+            weights,
+            identity: std::sync::OnceLock::new(),
+        }
+    }
+
+    /// The content digests of the config and weights (computed once, when first asked for).
+    pub fn identity(&self) -> Result<&identity::Identity> {
+        if let Some(i) = self.identity.get() {
+            return Ok(i);
+        }
+        let i = identity::identify(&self.config, &self.weights)?;
+        Ok(self.identity.get_or_init(|| i))
+    }
 }
 
 enum Source<'a> {
@@ -93,10 +117,10 @@ fn resolve_local(dir: &Path) -> Result<ModelFiles> {
             LOCAL_WEIGHTS.join(", ")
         );
     };
-    Ok(ModelFiles {
-        id: dir.display().to_string(),
-        commit: None,
-        config,
-        weights,
-    })
+    // The hub cache's own snapshot directory is that hub model, at that commit.
+    let (id, commit) = match identity::hub_snapshot(dir) {
+        Some((id, sha)) => (id, Some(sha)),
+        None => (dir.display().to_string(), None),
+    };
+    Ok(ModelFiles::new(id, commit, config, weights))
 }

@@ -274,7 +274,7 @@ fn embed_npy_streams_rows_with_a_sidecar() {
         .collect();
     assert_eq!(data_f32.len(), 13 * 32);
 
-    let side = std::fs::read_to_string(tmp.path().join("feats.paths.tsv")).unwrap();
+    let side = std::fs::read_to_string(tmp.path().join("feats.npy.paths.tsv")).unwrap();
     let lines: Vec<&str> = side.lines().collect();
     assert_eq!(lines[0], "kind\titem\terror");
     assert_eq!(lines.len(), 14);

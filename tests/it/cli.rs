@@ -537,14 +537,26 @@ fn an_extreme_aspect_ratio_is_resized_within_the_crop_only() {
 }
 
 #[test]
-fn a_run_with_no_inputs_still_writes_the_header() {
+fn a_run_with_no_inputs_writes_the_header_says_so_and_exits_3() {
     let tmp = tempfile::tempdir().unwrap();
     let out = classify(
         &model_dir("tiny-gelu-p14"),
-        &[tmp.path().to_str().unwrap(), "-l", "a,b", "--format", "csv"],
+        &[
+            tmp.path().to_str().unwrap(),
+            "-l",
+            "a,b",
+            "--format",
+            "csv",
+            "-q",
+        ],
     );
-    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
     assert_eq!(stdout(&out), "file,a,b,error\n");
+    assert!(
+        stderr(&out).contains("found no images to score"),
+        "{}",
+        stderr(&out)
+    );
 }
 
 #[test]

@@ -1,0 +1,229 @@
+//! Command line, `probe fit | predict`: embeddings (read or made now), truth, the probe file.
+
+use super::classify::{classify_format, ClassifyFormat};
+use super::embed::{EmbedConfig, EmbedFormat};
+use super::outputs::{output_path, sidecar, Guard};
+use super::run::{run_config, InputArgs, IMAGE_OPTIONS};
+use super::{Given, MODEL_OPTIONS};
+use crate::source::ModelRequest;
+use anyhow::{bail, Result};
+use clap::{Args, Subcommand};
+use std::path::{Path, PathBuf};
+
+#[derive(Debug, Subcommand)]
+pub enum ProbeCommand {
+    /// L2-regularised multinomial logistic regression on L2-normalised embeddings, C chosen by
+    /// stratified k-fold cross-validation (scikit-learn's LogisticRegressionCV), saved as JSON.
+    Fit(ProbeFitArgs),
+    /// Class probabilities from a saved probe, as classify writes them (eval reads them).
+    Predict(ProbePredictArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ProbeFitArgs {
+    /// Training labels: a CSV `file,label` (names as in the embeddings, or path suffixes).
+    #[arg(long, value_name = "FILE", help_heading = "Probe")]
+    pub truth: PathBuf,
+    /// The labels are in this column of --truth, whatever other columns it has.
+    #[arg(long, value_name = "NAME", help_heading = "Probe")]
+    pub label_column: Option<String>,
+    /// Embeddings from `whyxray embed -o FILE` (npy or jsonl, with FILE.meta.json naming the
+    /// model). Without it, INPUT... are embedded now.
+    #[arg(long, value_name = "FILE", help_heading = "Probe")]
+    pub embeddings: Option<PathBuf>,
+    /// Where to save the probe (JSON: weights, classes, C, model id and revision; `-` for
+    /// stdout).
+    #[arg(short, long, value_name = "FILE", help_heading = "Output")]
+    pub output: PathBuf,
+    /// Use this C (inverse regularisation strength) instead of cross-validating.
+    #[arg(long, value_name = "C", allow_negative_numbers = true, help_heading = "Probe",
+          conflicts_with_all = ["cs", "folds"])]
+    pub c: Option<f64>,
+    /// Candidate Cs for cross-validation [default: 10 values from 1e-4 to 1e4, log-spaced].
+    #[arg(
+        long,
+        value_name = "C,...",
+        value_delimiter = ',',
+        allow_negative_numbers = true,
+        help_heading = "Probe"
+    )]
+    pub cs: Vec<f64>,
+    /// Cross-validation folds (stratified, unshuffled).
+    #[arg(long, default_value_t = 5, help_heading = "Probe",
+          value_parser = clap::value_parser!(u32).range(2..=100))]
+    pub folds: u32,
+    /// Solver tolerance on the largest gradient component of the (mean) objective.
+    #[arg(
+        long,
+        default_value_t = 1e-8,
+        allow_negative_numbers = true,
+        help_heading = "Probe"
+    )]
+    pub tol: f64,
+    #[command(flatten)]
+    pub input: InputArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct ProbePredictArgs {
+    /// A probe saved by `probe fit`.
+    #[arg(long, value_name = "FILE", help_heading = "Probe")]
+    pub probe: PathBuf,
+    /// Embeddings from `whyxray embed -o FILE`; without it, INPUT... are embedded now.
+    #[arg(long, value_name = "FILE", help_heading = "Probe")]
+    pub embeddings: Option<PathBuf>,
+    /// Output format [default: from -o's extension, else table on a terminal, else csv].
+    #[arg(long, value_enum, help_heading = "Output")]
+    pub format: Option<ClassifyFormat>,
+    /// Write results to FILE instead of stdout (`-` for stdout).
+    #[arg(short, long, value_name = "FILE", help_heading = "Output")]
+    pub output: Option<PathBuf>,
+    #[command(flatten)]
+    pub input: InputArgs,
+}
+
+/// Where a probe command's embeddings come from: a file, or an embed run made first.
+#[derive(Debug, Clone)]
+pub struct EmbeddingSource {
+    pub path: PathBuf,
+    /// Embed INPUT... into `path` (a temporary npy) before reading it.
+    pub embed: Option<Box<EmbedConfig>>,
+}
+
+#[derive(Debug, Clone)]
+pub struct ProbeFitConfig {
+    pub truth: PathBuf,
+    pub label_column: Option<String>,
+    pub source: EmbeddingSource,
+    /// `None`: stdout.
+    pub output: Option<PathBuf>,
+    pub c: Option<f64>,
+    pub cs: Vec<f64>,
+    pub folds: usize,
+    pub tol: f64,
+}
+
+#[derive(Debug, Clone)]
+pub struct ProbePredictConfig {
+    pub probe: PathBuf,
+    pub source: EmbeddingSource,
+    pub format: ClassifyFormat,
+    /// `None`: stdout.
+    pub output: Option<PathBuf>,
+}
+
+/// `--embeddings FILE` (with its sidecars) or INPUT... embedded now into a private temporary
+/// npy; the guard learns what is read. The temporary directory is made last, by `finish`.
+fn embedding_source(
+    file: Option<PathBuf>,
+    input: InputArgs,
+    guard: &mut Guard,
+    given: &Given,
+) -> Result<(Option<PathBuf>, Option<EmbedConfig>)> {
+    match (file, input.given()) {
+        (Some(_), true) => bail!("give --embeddings FILE or INPUT... to embed now, not both"),
+        (None, false) => bail!("needs --embeddings FILE (from `whyxray embed -o`) or INPUT..."),
+        (Some(path), false) => {
+            if !path.is_file() {
+                bail!("--embeddings {}: no such file", path.display());
+            }
+            let why = "with --embeddings: the images were embedded already";
+            given.refuse(IMAGE_OPTIONS, why)?;
+            given.refuse(MODEL_OPTIONS, why)?;
+            guard.read("--embeddings", &path);
+            for s in [".meta.json", ".paths.tsv"] {
+                guard.read("the embeddings' sidecar", &sidecar(&path, s));
+            }
+            guard.read("the embeddings' sidecar", &path.with_extension("paths.tsv"));
+            Ok((Some(path), None))
+        }
+        (None, true) => {
+            let embed = EmbedConfig {
+                run: run_config(input, false, guard)?,
+                meta: None,
+                texts: Vec::new(),
+                format: EmbedFormat::Npy,
+                output: None,
+            };
+            Ok((None, Some(embed)))
+        }
+    }
+}
+
+/// After every check: the source, with the temporary npy an on-the-spot embed run writes.
+fn finish(file: Option<PathBuf>, embed: Option<EmbedConfig>) -> Result<EmbeddingSource> {
+    match (file, embed) {
+        (Some(path), _) => Ok(EmbeddingSource { path, embed: None }),
+        (None, Some(mut e)) => {
+            let path = crate::private_temp_dir("probe")?.join("embeddings.npy");
+            e.output = Some(path.clone());
+            e.meta = Some(sidecar(&path, ".meta.json"));
+            Ok(EmbeddingSource {
+                path,
+                embed: Some(Box::new(e)),
+            })
+        }
+        (None, None) => bail!("needs --embeddings FILE or INPUT..."),
+    }
+}
+
+fn check_truth(truth: &Path, guard: &mut Guard) -> Result<()> {
+    if !truth.is_file() {
+        bail!("--truth {}: no such file", truth.display());
+    }
+    guard.read("--truth", truth);
+    Ok(())
+}
+
+pub(super) fn fit_config(
+    a: ProbeFitArgs,
+    model: &ModelRequest,
+    given: &Given,
+) -> Result<ProbeFitConfig> {
+    if let Some(c) = a.c.filter(|c| !(c.is_finite() && *c > 0.0)) {
+        bail!("--c must be a positive number, got {c}");
+    }
+    if a.cs.iter().any(|c| !(c.is_finite() && *c > 0.0)) {
+        bail!("--cs must be positive numbers");
+    }
+    if !(a.tol.is_finite() && a.tol > 0.0) {
+        bail!("--tol must be a positive number");
+    }
+    let mut guard = Guard::default();
+    check_truth(&a.truth, &mut guard)?;
+    let (file, embed) = embedding_source(a.embeddings, a.input, &mut guard, given)?;
+    let output = output_path(Some(a.output));
+    guard.write("-o", output.as_deref()).model(model).check()?;
+    Ok(ProbeFitConfig {
+        truth: a.truth,
+        label_column: a.label_column,
+        source: finish(file, embed)?,
+        output,
+        c: a.c,
+        cs: a.cs,
+        folds: a.folds as usize,
+        tol: a.tol,
+    })
+}
+
+pub(super) fn predict_config(
+    a: ProbePredictArgs,
+    model: &ModelRequest,
+    given: &Given,
+) -> Result<ProbePredictConfig> {
+    if !a.probe.is_file() {
+        bail!("--probe {}: no such file", a.probe.display());
+    }
+    let mut guard = Guard::default();
+    guard.read("--probe", &a.probe);
+    let (file, embed) = embedding_source(a.embeddings, a.input, &mut guard, given)?;
+    let output = output_path(a.output);
+    let format = classify_format(a.format, output.as_deref())?;
+    guard.write("-o", output.as_deref()).model(model).check()?;
+    Ok(ProbePredictConfig {
+        probe: a.probe,
+        source: finish(file, embed)?,
+        format,
+        output,
+    })
+}

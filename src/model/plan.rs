@@ -1,0 +1,144 @@
+//! Model (plan): the model a run will use, known before its weights are read — its files
+//! (resolved in the cache or a directory), its config, the device and the dtype. Commands
+//! check everything they can against the plan (a resumed output's record, a probe's model,
+//! truth classes, prompts) and only then `load` the weights, so a mistake costs no loading.
+
+use super::{config::OpenClipConfig, weights, Clip};
+use crate::cli::{Config, DeviceChoice, DtypeChoice};
+use crate::printer::Printer;
+use crate::source::{convert, resolve, ModelFiles};
+use anyhow::{bail, Context, Result};
+use candle_core::{DType, Device, Tensor};
+use std::collections::HashMap;
+use std::path::Path;
+use std::time::Instant;
+
+pub struct Plan {
+    pub files: ModelFiles,
+    pub config: OpenClipConfig,
+    pub device: Device,
+    pub dtype: DType,
+    printer: Printer,
+}
+
+impl Plan {
+    pub fn new(config: &Config, printer: &Printer) -> Result<Self> {
+        let device = select_device(&config.device, printer)?;
+        let files = resolve(&config.model, printer)?;
+        printer.detail(format_args!(
+            "model {} (commit {}): {}",
+            files.id,
+            files.commit.as_deref().unwrap_or("local"),
+            files.weights.display()
+        ));
+        let model_config = OpenClipConfig::from_file(&files.config)?;
+        let dtype = select_dtype(config.dtype, &device, printer);
+        Ok(Self {
+            files,
+            config: model_config,
+            device,
+            dtype,
+            printer: printer.clone(),
+        })
+    }
+
+    /// Reads and checks the weights and builds the model.
+    pub fn load(&self) -> Result<Clip> {
+        let start = Instant::now();
+        let tensors = read_weights(
+            &self.files.weights,
+            &self.config,
+            &self.device,
+            &self.printer,
+        )?;
+        let model = Clip::from_tensors_in(self.config.clone(), tensors, &self.device, self.dtype)?;
+        self.printer.detail(format_args!(
+            "model loaded in {:.2} s ({:?}, {:?})",
+            start.elapsed().as_secs_f64(),
+            self.device,
+            self.dtype
+        ));
+        Ok(model)
+    }
+}
+
+/// `auto` takes GPU 0 when this build has CUDA and a GPU answers, else the CPU.
+fn select_device(choice: &DeviceChoice, printer: &Printer) -> Result<Device> {
+    match choice {
+        DeviceChoice::Cpu => Ok(Device::Cpu),
+        DeviceChoice::Auto if !candle_core::utils::cuda_is_available() => Ok(Device::Cpu),
+        DeviceChoice::Auto => match Device::new_cuda(0) {
+            Ok(d) => Ok(d),
+            Err(e) => {
+                printer.detail(format_args!("no usable GPU ({e}); running on the CPU"));
+                Ok(Device::Cpu)
+            }
+        },
+        DeviceChoice::Cuda(_) if !candle_core::utils::cuda_is_available() => bail!(
+            "--device cuda: this whyxray was built without CUDA support (CPU only); rebuild \
+             with `cargo build --release --features cuda`, or use --device cpu or auto"
+        ),
+        DeviceChoice::Cuda(n) => Device::new_cuda(*n)
+            .with_context(|| format!("--device cuda:{n}: no usable CUDA device {n}")),
+    }
+}
+
+/// `--dtype`, else bf16 on a GPU and f32 on the CPU. candle's bf16 kernels need compute
+/// capability 8.0 (Ampere); on older GPUs the default falls back to f16.
+fn select_dtype(choice: Option<DtypeChoice>, device: &Device, printer: &Printer) -> DType {
+    match choice {
+        Some(DtypeChoice::F32) => DType::F32,
+        Some(DtypeChoice::F16) => DType::F16,
+        Some(DtypeChoice::Bf16) => DType::BF16,
+        None if device.is_cuda() => {
+            let bf16_works = Tensor::zeros(1, DType::F32, device)
+                .and_then(|t| t.to_dtype(DType::BF16))
+                .and_then(|t| t.to_dtype(DType::F32))
+                .is_ok();
+            if bf16_works {
+                DType::BF16
+            } else {
+                printer.note("this GPU has no bfloat16 kernels: using --dtype f16");
+                DType::F16
+            }
+        }
+        None => DType::F32,
+    }
+}
+
+/// The checked state dict; a `.bin` is read through its converted safetensors copy when the
+/// cache has one, and converted for next time when it does not.
+fn read_weights(
+    path: &Path,
+    cfg: &OpenClipConfig,
+    device: &Device,
+    printer: &Printer,
+) -> Result<HashMap<String, Tensor>> {
+    let is_bin = path.extension().is_some_and(|e| e != "safetensors");
+    let converted = if is_bin {
+        convert::converted_path(path)
+    } else {
+        None
+    };
+    if let Some(c) = converted.as_ref().filter(|c| c.is_file()) {
+        match weights::load(c, &cfg.model, device) {
+            Ok(t) => return Ok(t),
+            Err(e) => printer.warn(format_args!(
+                "ignoring converted weights {}: {e:#}",
+                c.display()
+            )),
+        }
+    }
+    let tensors = weights::load(path, &cfg.model, device)?;
+    if let Some(c) = converted {
+        match convert::save(&tensors, &c) {
+            Ok(()) => printer.detail(format_args!(
+                "converted {} to {}",
+                path.display(),
+                c.display()
+            )),
+            Err(e) => printer.warn(format_args!("could not cache converted weights: {e:#}")),
+        }
+    }
+    Ok(tensors)
+}

@@ -1151,3 +1151,44 @@ fn null_separated_lists() {
     assert_eq!(code(&o), Some(0), "{}", stderr(&o));
     assert_eq!(stdout(&o).lines().count(), 2);
 }
+
+// 8 (continued). On a terminal, a result row never shares a line with the progress bar:
+// run under `script`, which gives stdout and stderr one pseudo-terminal.
+#[test]
+fn result_rows_never_share_a_line_with_the_bar() {
+    let t = scratch();
+    let d = t.path();
+    for i in 0..24 {
+        std::fs::copy(root().join(PNG2), d.join(format!("dir/img{i:02}.png"))).unwrap();
+    }
+    let line = format!(
+        "'{}' classify dir -l a,b -m '{}' --batch-size 2 -j 1",
+        env!("CARGO_BIN_EXE_whyxray"),
+        model_dir(TINY).display()
+    );
+    let o = Command::new("script")
+        .args(["-qec", &line, "/dev/null"])
+        .current_dir(d)
+        .env("HF_HUB_OFFLINE", "1")
+        .stdin(Stdio::null())
+        .output()
+        .expect("`script` (util-linux) runs the command on a pseudo-terminal");
+    assert_eq!(code(&o), Some(0), "{}", stderr(&o));
+    let raw = String::from_utf8_lossy(&o.stdout);
+    assert!(raw.contains("images"), "the bar was drawn: {raw}");
+    let mut rows = 0;
+    for segment in raw.split('\n') {
+        // What stays visible on a line: the text after its last clear or carriage return.
+        let visible = segment.rsplit(['\r']).find(|s| !s.is_empty()).unwrap_or("");
+        let visible = visible.rsplit("\x1b[2K").next().unwrap_or("");
+        if visible.contains(".png") {
+            rows += 1;
+            assert!(
+                !visible.contains("images,"),
+                "a row shares the bar's line: {visible:?}"
+            );
+            assert!(visible.starts_with("dir/"), "{visible:?}");
+        }
+    }
+    assert_eq!(rows, 25, "{raw}");
+}

@@ -1,6 +1,6 @@
 //! Commands: each subcommand wires inputs -> pipeline (decode, preprocess) -> model -> score ->
-//! output. Shared here: loading the model, the batch loop with its progress bar and Ctrl-C
-//! handling, and turning texts into embeddings.
+//! output. Shared here: continuing a `--resume`d output, the batch loop with its progress bar
+//! and Ctrl-C handling, and turning texts into embeddings.
 
 mod classify;
 mod embed;

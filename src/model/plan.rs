@@ -31,6 +31,7 @@ impl Plan {
             files.commit.as_deref().unwrap_or("local"),
             files.weights.display()
         ));
+        files.start_identity();
         let model_config = OpenClipConfig::from_file(&files.config)?;
         let dtype = select_dtype(config.dtype, &device, printer);
         Ok(Self {

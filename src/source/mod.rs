@@ -8,6 +8,8 @@ pub mod identity;
 use crate::printer::Printer;
 use anyhow::{bail, Result};
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::thread::JoinHandle;
 
 pub use hub::{hub_cache_dir, offline_from_env};
 
@@ -45,7 +47,9 @@ pub struct ModelFiles {
     pub commit: Option<String>,
     pub config: PathBuf,
     pub weights: PathBuf,
-    identity: std::sync::OnceLock<identity::Identity>,
+    identity: Arc<OnceLock<identity::Identity>>,
+    /// The digests being computed in the background (`start_identity`).
+    pending: Arc<Mutex<Option<JoinHandle<Result<identity::Identity>>>>>,
 }
 
 impl ModelFiles {
@@ -55,7 +59,23 @@ impl ModelFiles {
             commit,
             config,
             weights,
-            identity: std::sync::OnceLock::new(),
+            identity: Arc::default(),
+            pending: Arc::default(),
+        }
+    }
+
+    /// Starts computing the digests on another thread: a local weights file hashed for the
+    /// first time (2 s for ViT-L/14) is then read while the weights load, not after.
+    pub fn start_identity(&self) {
+        let Ok(mut pending) = self.pending.lock() else {
+            return;
+        };
+        if pending.is_none() && self.identity.get().is_none() {
+            let (config, weights) = (self.config.clone(), self.weights.clone());
+            *pending = std::thread::Builder::new()
+                .name("whyxray-sha256".into())
+                .spawn(move || identity::identify(&config, &weights))
+                .ok();
         }
     }
 
@@ -64,7 +84,13 @@ impl ModelFiles {
         if let Some(i) = self.identity.get() {
             return Ok(i);
         }
-        let i = identity::identify(&self.config, &self.weights)?;
+        let started = self.pending.lock().ok().and_then(|mut p| p.take());
+        let i = match started {
+            Some(handle) => handle
+                .join()
+                .map_err(|_| anyhow::anyhow!("hashing the model files failed"))??,
+            None => identity::identify(&self.config, &self.weights)?,
+        };
         Ok(self.identity.get_or_init(|| i))
     }
 }

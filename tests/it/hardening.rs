@@ -46,6 +46,17 @@ fn refused(o: &Output, needle: &str) {
     );
 }
 
+/// Runs `c` with `bytes` on its stdin.
+fn with_stdin(c: &mut Command, bytes: &[u8]) -> Output {
+    use std::io::Write;
+    c.stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = c.spawn().unwrap();
+    child.stdin.take().unwrap().write_all(bytes).unwrap();
+    child.wait_with_output().unwrap()
+}
+
 fn csv_rows(text: &str) -> Vec<String> {
     text.lines().skip(1).map(String::from).collect()
 }
@@ -104,15 +115,8 @@ fn an_output_that_is_an_input_is_refused_and_left_untouched() {
     assert!(!d.join("dir/new.png").exists());
     // Paths from stdin are not known in advance: an existing image is never overwritten.
     let mut piped = cmd(d, &["classify", "-", "-l", "a,b", "-o", "a.png", "-m"]);
-    piped
-        .arg(model_dir(TINY))
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    let mut child = piped.spawn().unwrap();
-    use std::io::Write;
-    child.stdin.take().unwrap().write_all(b"a.png\n").unwrap();
-    refused(&child.wait_with_output().unwrap(), "existing PNG image");
+    let o = with_stdin(piped.arg(model_dir(TINY)), b"a.png\n");
+    refused(&o, "existing PNG image");
     assert_eq!(std::fs::read(d.join("a.png")).unwrap(), before);
     // Two outputs in one file, and the truth of eval or probe as an output.
     refused(
@@ -1043,20 +1047,7 @@ fn a_byte_order_mark_is_dropped_everywhere() {
     let s = std::fs::read_to_string(d.join("s.csv")).unwrap();
     assert!(s.starts_with("file,edema,effusion,error\na.png,"), "{s}");
     let mut piped = cmd(d, &["classify", "-", "-l", "a,b", "-m"]);
-    piped
-        .arg(model_dir(TINY))
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    let mut child = piped.spawn().unwrap();
-    use std::io::Write;
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all("\u{feff}a.png\n".as_bytes())
-        .unwrap();
-    let o = child.wait_with_output().unwrap();
+    let o = with_stdin(piped.arg(model_dir(TINY)), "\u{feff}a.png\n".as_bytes());
     assert_eq!(code(&o), Some(0), "{}", stderr(&o));
 }
 
@@ -1134,20 +1125,7 @@ fn null_separated_lists() {
             "classify", "-", "--null", "-l", "a,b", "--format", "jsonl", "-m",
         ],
     );
-    piped
-        .arg(model_dir(TINY))
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    let mut child = piped.spawn().unwrap();
-    use std::io::Write;
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(b"b.png\0a.png\0")
-        .unwrap();
-    let o = child.wait_with_output().unwrap();
+    let o = with_stdin(piped.arg(model_dir(TINY)), b"b.png\0a.png\0");
     assert_eq!(code(&o), Some(0), "{}", stderr(&o));
     assert_eq!(stdout(&o).lines().count(), 2);
 }

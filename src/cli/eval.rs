@@ -36,6 +36,19 @@ pub struct EvalArgs {
     /// Seed of the bootstrap resampling: the same seed gives the same intervals.
     #[arg(long, default_value_t = 0, help_heading = "Evaluation")]
     pub seed: u64,
+    /// Also report every metric per group of this column's values (of --truth, or of --groups),
+    /// with the worst and best group and the gap between them. Repeatable: one group per
+    /// combination of values.
+    #[arg(long, value_name = "COLUMN", help_heading = "Evaluation")]
+    pub group_by: Vec<String>,
+    /// The --group-by columns come from FILE (`file,<column>...`) instead of --truth.
+    #[arg(
+        long,
+        value_name = "FILE",
+        requires = "group_by",
+        help_heading = "Evaluation"
+    )]
+    pub groups: Option<PathBuf>,
     /// Also write the report as JSON to FILE; `-` prints it to stdout instead of the table.
     #[arg(long, value_name = "FILE", help_heading = "Evaluation")]
     pub json: Option<PathBuf>,
@@ -47,6 +60,8 @@ pub struct EvalArgs {
 pub struct EvalConfig {
     pub truth: PathBuf,
     pub label_column: Option<String>,
+    pub group_by: Vec<String>,
+    pub groups: Option<PathBuf>,
     /// Read from this file, or written there by `run` first.
     pub scores: PathBuf,
     /// Score the inputs now (the scores file is then a temporary one unless -o was given).
@@ -64,6 +79,17 @@ pub(super) fn config(a: EvalArgs, model: &ModelRequest, given: &Given) -> Result
     let c = a.classify;
     let mut guard = Guard::default();
     guard.read("--truth", &a.truth).write("the report", None);
+    if let Some(g) = &a.groups {
+        guard.read("--groups", g);
+    }
+    if let Some(dup) = a
+        .group_by
+        .iter()
+        .enumerate()
+        .find(|(i, c)| a.group_by[..*i].contains(c))
+    {
+        bail!("--group-by {} is given twice", dup.1);
+    }
     if let Some(j) = a.json.as_deref().filter(|j| j.as_os_str() != "-") {
         guard.write("--json", Some(j));
     }
@@ -117,6 +143,8 @@ pub(super) fn config(a: EvalArgs, model: &ModelRequest, given: &Given) -> Result
     Ok(EvalConfig {
         truth: a.truth,
         label_column: a.label_column,
+        group_by: a.group_by,
+        groups: a.groups,
         scores,
         run: run.map(Box::new),
         keep_scores,

@@ -41,6 +41,20 @@ impl Truth {
 /// `file,label`, or `file,<finding>,...` (multi-label); with `label_column`, single-label from
 /// that column whatever else the file holds (`file,finding,source`).
 pub fn read_truth(path: &Path, label_column: Option<&str>) -> Result<Truth> {
+    Ok(read_truth_with(path, label_column, &[])?.0)
+}
+
+/// Columns set aside from the truth (groups, metadata): name, and the value on each row.
+pub type Aside = Vec<(String, Vec<String>)>;
+
+/// As `read_truth`, with the columns that are not labels or findings returned with their
+/// values: a single-label truth (a `label` column, or `label_column`) sets aside every other
+/// column, a multi-label one the columns named in `aside`.
+pub fn read_truth_with(
+    path: &Path,
+    label_column: Option<&str>,
+    aside: &[String],
+) -> Result<(Truth, Aside)> {
     let ctx = || format!("--truth {}", path.display());
     let text = crate::read_text(path).with_context(ctx)?;
     let mut r = csv::ReaderBuilder::new()
@@ -65,15 +79,43 @@ pub fn read_truth(path: &Path, label_column: Option<&str>) -> Result<Truth> {
         );
     }
     let label_at = match label_column {
-        Some(name) => Some(header.iter().position(|h| h == name).with_context(|| {
-            format!(
-                "{}: no column {name:?} (--label-column); columns: {header:?}",
-                ctx()
-            )
-        })?),
-        None => (header.len() == 2 && header[1] == "label").then_some(1),
+        Some(name) => Some(
+            header
+                .iter()
+                .skip(1)
+                .position(|h| h == name)
+                .map(|i| i + 1)
+                .with_context(|| {
+                    format!(
+                        "{}: no column {name:?} (--label-column); columns: {header:?}",
+                        ctx()
+                    )
+                })?,
+        ),
+        None => header
+            .iter()
+            .position(|h| h == "label")
+            .filter(|&i| i > 0 && !aside.contains(&header[i])),
     };
+    // Single-label: every other column is set aside (groups, metadata); multi-label: the
+    // named ones only, the rest are findings.
+    let set_aside: Vec<usize> = (1..header.len())
+        .filter(|&i| match label_at {
+            Some(at) => i != at,
+            None => aside.contains(&header[i]),
+        })
+        .collect();
+    let kept: Vec<usize> = (1..header.len())
+        .filter(|i| !set_aside.contains(i))
+        .collect();
+    if kept.is_empty() {
+        bail!(
+            "{}: no label or finding columns besides the group columns",
+            ctx()
+        );
+    }
     let single = label_at.is_some();
+    let mut aside_values: Vec<Vec<String>> = vec![Vec::new(); set_aside.len()];
     let mut files = Vec::new();
     let (mut labels, mut values) = (Vec::new(), Vec::new());
     let mut seen: HashMap<String, usize> = HashMap::new();
@@ -90,13 +132,15 @@ pub fn read_truth(path: &Path, label_column: Option<&str>) -> Result<Truth> {
                 ctx()
             );
         }
+        for (values, &i) in aside_values.iter_mut().zip(&set_aside) {
+            values.push(rec[i].trim().to_string());
+        }
         if let Some(at) = label_at {
             labels.push(rec[at].trim().to_string());
         } else {
-            let row = rec
+            let row = kept
                 .iter()
-                .skip(1)
-                .zip(&header[1..])
+                .map(|&i| (&rec[i], &header[i]))
                 .map(|(v, h)| match v.trim() {
                     "1" | "1.0" => Ok(true),
                     "0" | "0.0" => Ok(false),
@@ -110,15 +154,21 @@ pub fn read_truth(path: &Path, label_column: Option<&str>) -> Result<Truth> {
         }
         files.push(file);
     }
-    Ok(if single {
+    let truth = if single {
         Truth::Single { files, labels }
     } else {
         Truth::Multi {
             files,
-            findings: header[1..].to_vec(),
+            findings: kept.iter().map(|&i| header[i].clone()).collect(),
             values,
         }
-    })
+    };
+    let aside = set_aside
+        .iter()
+        .map(|&i| header[i].clone())
+        .zip(aside_values)
+        .collect();
+    Ok((truth, aside))
 }
 
 /// Every class the truth names must be a scored class (checked before any image is scored

@@ -158,25 +158,45 @@ pub fn bootstrap(
     seed: u64,
     stat: impl Fn(&[usize]) -> Option<f64>,
 ) -> Option<Interval> {
+    Interval::of(&bootstrap_values(n, reps, seed, stat))
+}
+
+/// The replicates of [`bootstrap`] in draw order, `None` where `stat` was undefined (empty
+/// when `n == 0`): what an interval is made of, and what a statistic of several bootstraps
+/// (the gap between groups, replicate by replicate) is made of.
+pub fn bootstrap_values(
+    n: usize,
+    reps: usize,
+    seed: u64,
+    stat: impl Fn(&[usize]) -> Option<f64>,
+) -> Vec<Option<f64>> {
     if n == 0 {
-        return None;
+        return Vec::new();
     }
     let mut rng = Rng::new(seed);
     let mut idx = vec![0usize; n];
-    let mut values = Vec::with_capacity(reps);
-    for _ in 0..reps {
-        idx.iter_mut().for_each(|i| *i = rng.below(n));
-        values.extend(stat(&idx));
+    (0..reps)
+        .map(|_| {
+            idx.iter_mut().for_each(|i| *i = rng.below(n));
+            stat(&idx)
+        })
+        .collect()
+}
+
+impl Interval {
+    /// The 2.5th and 97.5th percentiles of the defined replicates; None if there are none.
+    pub fn of(replicates: &[Option<f64>]) -> Option<Interval> {
+        let mut values: Vec<f64> = replicates.iter().flatten().copied().collect();
+        if values.is_empty() {
+            return None;
+        }
+        values.sort_unstable_by(f64::total_cmp);
+        Some(Interval {
+            low: percentile_sorted(&values, 2.5),
+            high: percentile_sorted(&values, 97.5),
+            reps_used: values.len(),
+        })
     }
-    if values.is_empty() {
-        return None;
-    }
-    values.sort_unstable_by(f64::total_cmp);
-    Some(Interval {
-        low: percentile_sorted(&values, 2.5),
-        high: percentile_sorted(&values, 97.5),
-        reps_used: values.len(),
-    })
 }
 
 /// NumPy's default ("linear") percentile of sorted, non-empty data, with its exact

@@ -2,5 +2,6 @@
 //! with bootstrap intervals (`whyxray eval`).
 
 pub mod data;
+pub mod groups;
 pub mod metrics;
 pub mod report;

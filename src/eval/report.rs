@@ -4,7 +4,7 @@
 
 use super::data::{Matched, Scores, Truth};
 use super::metrics::{
-    accuracy, auroc, balanced_accuracy, bootstrap, confusion, macro_auroc, Interval,
+    accuracy, auroc, balanced_accuracy, bootstrap_values, confusion, macro_auroc, Interval,
 };
 use anyhow::{bail, Result};
 use serde_json::{json, Value};
@@ -14,18 +14,33 @@ pub struct Bootstrap {
     pub seed: u64,
 }
 
-/// `{"value": v, "low": .., "high": .., "reps_used": ..}`, nulls where undefined.
-fn estimate(
-    value: Option<f64>,
-    n: usize,
-    b: &Bootstrap,
-    stat: impl Fn(&[usize]) -> Option<f64>,
-) -> Value {
-    let ci: Option<Interval> = if b.reps > 0 {
-        bootstrap(n, b.reps, b.seed, stat)
-    } else {
-        None
-    };
+/// A metric: its value on the data, and its bootstrap replicates (`None` where undefined),
+/// kept so that statistics across groups can be taken replicate by replicate.
+pub struct Metric {
+    pub value: Option<f64>,
+    pub reps: Vec<Option<f64>>,
+}
+
+impl Metric {
+    fn new(
+        value: Option<f64>,
+        n: usize,
+        b: &Bootstrap,
+        stat: impl Fn(&[usize]) -> Option<f64>,
+    ) -> Self {
+        Self {
+            value,
+            reps: bootstrap_values(n, b.reps, b.seed, stat),
+        }
+    }
+
+    /// `{"value": v, "low": .., "high": .., "reps_used": ..}`, nulls where undefined.
+    pub fn json(&self) -> Value {
+        interval_json(self.value, Interval::of(&self.reps))
+    }
+}
+
+pub fn interval_json(value: Option<f64>, ci: Option<Interval>) -> Value {
     json!({
         "value": value,
         "low": ci.map(|c| c.low),
@@ -34,24 +49,20 @@ fn estimate(
     })
 }
 
+/// The metrics of some matched (truth, score) pairs: the report, and each metric by name
+/// (`accuracy`, `balanced_accuracy`, `macro_auroc`, `auroc:<class>`).
+pub struct Evaluation {
+    pub report: Value,
+    pub metrics: Vec<(String, Metric)>,
+}
+
+/// The whole report: every matched pair, plus what could not be evaluated.
 pub fn evaluate(truth: &Truth, scores: &Scores, m: &Matched, b: &Bootstrap) -> Result<Value> {
     let n = m.pairs.len();
     if n == 0 {
         bail!("no truth file was scored: nothing to evaluate (check the file names in both)");
     }
-    let probs = |col: usize| -> Vec<f64> {
-        m.pairs
-            .iter()
-            .map(|&(_, s)| scores.rows[s].result.as_ref().map_or(f64::NAN, |p| p[col]))
-            .collect()
-    };
-    let mut report = match truth {
-        Truth::Single { labels, .. } => single(labels, scores, m, &probs, b)?,
-        Truth::Multi {
-            findings, values, ..
-        } => multi(findings, values, scores, m, &probs, b)?,
-    };
-    report["n"] = json!(n);
+    let mut report = evaluate_pairs(truth, scores, &m.pairs, b)?.report;
     report["bootstrap"] =
         json!({ "reps": b.reps, "seed": b.seed, "interval": "95% percentile (numpy linear)" });
     report["unmatched"] = json!({
@@ -62,16 +73,39 @@ pub fn evaluate(truth: &Truth, scores: &Scores, m: &Matched, b: &Bootstrap) -> R
     Ok(report)
 }
 
+/// The metrics of `pairs` (truth index, score index) alone, resampling only them.
+pub fn evaluate_pairs(
+    truth: &Truth,
+    scores: &Scores,
+    pairs: &[(usize, usize)],
+    b: &Bootstrap,
+) -> Result<Evaluation> {
+    let probs = |col: usize| -> Vec<f64> {
+        pairs
+            .iter()
+            .map(|&(_, s)| scores.rows[s].result.as_ref().map_or(f64::NAN, |p| p[col]))
+            .collect()
+    };
+    let mut e = match truth {
+        Truth::Single { labels, .. } => single(labels, scores, pairs, &probs, b)?,
+        Truth::Multi {
+            findings, values, ..
+        } => multi(findings, values, scores, pairs, &probs, b)?,
+    };
+    e.report["n"] = json!(pairs.len());
+    Ok(e)
+}
+
 fn single(
     labels: &[String],
     scores: &Scores,
-    m: &Matched,
+    pairs: &[(usize, usize)],
     probs: &dyn Fn(usize) -> Vec<f64>,
     b: &Bootstrap,
-) -> Result<Value> {
+) -> Result<Evaluation> {
     let k = scores.classes.len();
-    let mut truth = Vec::with_capacity(m.pairs.len());
-    for &(t, _) in &m.pairs {
+    let mut truth = Vec::with_capacity(pairs.len());
+    for &(t, _) in pairs {
         match scores.classes.iter().position(|c| *c == labels[t]) {
             Some(c) => truth.push(c),
             None => bail!(
@@ -99,36 +133,59 @@ fn single(
     };
     let all: Vec<usize> = (0..truth.len()).collect();
     let n = truth.len();
+    let aucs: Vec<Metric> = (0..k)
+        .map(|c| Metric::new(class_auc(c, &all), n, b, |idx| class_auc(c, idx)))
+        .collect();
     let per_class: Vec<Value> = (0..k)
         .map(|c| {
             json!({
                 "class": scores.classes[c],
                 "support": truth.iter().filter(|&&t| t == c).count(),
-                "auroc": estimate(class_auc(c, &all), n, b, |idx| class_auc(c, idx)),
+                "auroc": aucs[c].json(),
             })
         })
         .collect();
     let macro_of =
         |idx: &[usize]| macro_auroc(&(0..k).map(|c| class_auc(c, idx)).collect::<Vec<_>>());
-    Ok(json!({
+    let acc = Metric::new(Some(accuracy(&truth, &pred)), n, b, |idx| {
+        Some(accuracy(&pick(idx, &truth), &pick(idx, &pred)))
+    });
+    let bacc = Metric::new(Some(balanced_accuracy(&truth, &pred)), n, b, |idx| {
+        Some(balanced_accuracy(&pick(idx, &truth), &pick(idx, &pred)))
+    });
+    let mac = Metric::new(macro_of(&all), n, b, macro_of);
+    let report = json!({
         "mode": "single-label",
         "classes": scores.classes,
-        "accuracy": estimate(Some(accuracy(&truth, &pred)), n, b, |idx| Some(accuracy(&pick(idx, &truth), &pick(idx, &pred)))),
-        "balanced_accuracy": estimate(Some(balanced_accuracy(&truth, &pred)), n, b, |idx| Some(balanced_accuracy(&pick(idx, &truth), &pick(idx, &pred)))),
-        "macro_auroc": estimate(macro_of(&all), n, b, macro_of),
+        "accuracy": acc.json(),
+        "balanced_accuracy": bacc.json(),
+        "macro_auroc": mac.json(),
         "per_class": per_class,
         "confusion": { "rows": "truth", "columns": "predicted", "matrix": confusion(&truth, &pred, k) },
-    }))
+    });
+    let mut metrics = vec![
+        ("accuracy".to_string(), acc),
+        ("balanced_accuracy".to_string(), bacc),
+        ("macro_auroc".to_string(), mac),
+    ];
+    metrics.extend(
+        scores
+            .classes
+            .iter()
+            .zip(aucs)
+            .map(|(c, m)| (format!("auroc:{c}"), m)),
+    );
+    Ok(Evaluation { report, metrics })
 }
 
 fn multi(
     findings: &[String],
     values: &[Vec<bool>],
     scores: &Scores,
-    m: &Matched,
+    pairs: &[(usize, usize)],
     probs: &dyn Fn(usize) -> Vec<f64>,
     b: &Bootstrap,
-) -> Result<Value> {
+) -> Result<Evaluation> {
     let mut cols = Vec::new();
     for f in findings {
         match scores.classes.iter().position(|c| c == f) {
@@ -140,38 +197,50 @@ fn multi(
         }
     }
     let truth: Vec<Vec<bool>> = (0..findings.len())
-        .map(|f| m.pairs.iter().map(|&(t, _)| values[t][f]).collect())
+        .map(|f| pairs.iter().map(|&(t, _)| values[t][f]).collect())
         .collect();
-    let n = m.pairs.len();
+    let n = pairs.len();
     let auc = |f: usize, idx: &[usize]| {
         let pos: Vec<bool> = idx.iter().map(|&i| truth[f][i]).collect();
         let s: Vec<f64> = idx.iter().map(|&i| cols[f][i]).collect();
         auroc(&pos, &s)
     };
     let all: Vec<usize> = (0..n).collect();
+    let aucs: Vec<Metric> = (0..findings.len())
+        .map(|f| Metric::new(auc(f, &all), n, b, |idx| auc(f, idx)))
+        .collect();
     let per_finding: Vec<Value> = (0..findings.len())
         .map(|f| {
             json!({
                 "finding": findings[f],
                 "positives": truth[f].iter().filter(|&&t| t).count(),
-                "auroc": estimate(auc(f, &all), n, b, |idx| auc(f, idx)),
+                "auroc": aucs[f].json(),
             })
         })
         .collect();
     let macro_of =
         |idx: &[usize]| macro_auroc(&(0..findings.len()).map(|f| auc(f, idx)).collect::<Vec<_>>());
+    let mac = Metric::new(macro_of(&all), n, b, macro_of);
     let ignored: Vec<&String> = scores
         .classes
         .iter()
         .filter(|c| !findings.contains(c))
         .collect();
-    Ok(json!({
+    let report = json!({
         "mode": "multi-label",
         "findings": findings,
-        "macro_auroc": estimate(macro_of(&all), n, b, macro_of),
+        "macro_auroc": mac.json(),
         "per_finding": per_finding,
         "scored_classes_not_in_truth": ignored,
-    }))
+    });
+    let mut metrics = vec![("macro_auroc".to_string(), mac)];
+    metrics.extend(
+        findings
+            .iter()
+            .zip(aucs)
+            .map(|(f, m)| (format!("auroc:{f}"), m)),
+    );
+    Ok(Evaluation { report, metrics })
 }
 
 /// The human-readable report.

@@ -4,6 +4,7 @@
 mod batch;
 mod cli;
 mod dicom;
+mod groups;
 mod hardening;
 mod hub;
 mod logreg;

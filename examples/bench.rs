@@ -5,6 +5,11 @@
 //!   bench text MODEL_DIR                 the text tower alone on 16 typical labels, texts/s
 //!   bench load MODEL_DIR FILE            seconds to load the weights FILE (best of 2)
 //!   bench make-vit-l14 DIR [SEED]        a random full-size ViT-L/14 open_clip checkpoint
+//!   bench make-index FILE ROWS DIM SEED [COPIES]
+//!                                        a random L2-normalised embedding index as `embed`
+//!                                        writes it (npy + sidecars), COPIES rows planted
+//!                                        as near copies of others (for `duplicates`)
+//!   bench gemm M N K                     gemm's float32 GFLOP/s on all cores (the ceiling)
 //!
 //! `tower` and `text` run where `WHYXRAY_BENCH_DEVICE` says (cpu, default, or cuda) in
 //! `WHYXRAY_BENCH_DTYPE` (f32, default, f16 or bf16); on a GPU each timed pass ends with a
@@ -60,7 +65,18 @@ fn main() -> Result<()> {
         ["load", dir, file] => load(Path::new(dir), file),
         ["make-vit-l14", dir] => make_vit_l14(Path::new(dir), 0),
         ["make-vit-l14", dir, seed] => make_vit_l14(Path::new(dir), seed.parse()?),
-        _ => bail!("usage: bench decode LIST JOBS | tower DIR N BATCH | text DIR | load DIR FILE | make-vit-l14 DIR [SEED]"),
+        ["make-index", file, rows, dim, seed] => {
+            make_index(Path::new(file), rows.parse()?, dim.parse()?, seed.parse()?, 0)
+        }
+        ["make-index", file, rows, dim, seed, copies] => make_index(
+            Path::new(file),
+            rows.parse()?,
+            dim.parse()?,
+            seed.parse()?,
+            copies.parse()?,
+        ),
+        ["gemm", m, n, k] => gemm_ceiling(m.parse()?, n.parse()?, k.parse()?),
+        _ => bail!("usage: bench decode LIST JOBS | tower DIR N BATCH | text DIR | load DIR FILE | make-vit-l14 DIR [SEED] | make-index FILE ROWS DIM SEED [COPIES] | gemm M N K"),
     }
 }
 
@@ -204,6 +220,94 @@ fn make_vit_l14(dir: &Path, seed: u64) -> Result<()> {
     }
     candle_core::safetensors::save(&tensors, dir.join("open_clip_model.safetensors"))?;
     println!("wrote {}", dir.display());
+    Ok(())
+}
+
+/// `rows` random unit vectors of `dim` as `embed -o FILE` leaves them (npy, paths sidecar,
+/// meta record), the last `copies` rows near copies (noise 1e-3) of the first ones.
+fn make_index(file: &Path, rows: usize, dim: usize, seed: u64, copies: usize) -> Result<()> {
+    use std::io::Write;
+    let mut rng = SplitMix(seed);
+    let mut out = std::io::BufWriter::new(std::fs::File::create(file)?);
+    out.write_all(&whyxray::output::npy::header(rows as u64, dim))?;
+    let mut side = std::io::BufWriter::new(std::fs::File::create(
+        whyxray::output::npy::sidecar_path(file),
+    )?);
+    writeln!(side, "kind\titem\terror")?;
+    let mut first: Vec<Vec<f32>> = Vec::new();
+    for i in 0..rows {
+        let mut v: Vec<f32> = if i + copies >= rows && !first.is_empty() {
+            let src = &first[(i + copies - rows) % first.len()];
+            src.iter().map(|x| x + 1e-3 * rng.normal()).collect()
+        } else {
+            (0..dim).map(|_| rng.normal()).collect()
+        };
+        let n = v.iter().map(|x| x * x).sum::<f32>().sqrt();
+        v.iter_mut().for_each(|x| *x /= n);
+        if first.len() < copies {
+            first.push(v.clone());
+        }
+        for x in &v {
+            out.write_all(&x.to_le_bytes())?;
+        }
+        writeln!(side, "image\t/bench/img{i:07}.png\t")?;
+    }
+    let meta = serde_json::json!({ "command": "embed", "model": {
+        "id": "bench/random", "revision": null, "embed_dim": dim,
+        "identity": { "weights_sha256": "0".repeat(64), "config_sha256": "0".repeat(64) } } });
+    std::fs::write(
+        whyxray::cli::sidecar(file, ".meta.json"),
+        serde_json::to_string_pretty(&meta)?,
+    )?;
+    out.flush()?;
+    side.flush()?;
+    println!(
+        "wrote {} ({rows} x {dim}, {copies} near copies)",
+        file.display()
+    );
+    Ok(())
+}
+
+/// gemm's float32 throughput on an [M, K] x [K, N] product, best of 3, all cores.
+fn gemm_ceiling(m: usize, n: usize, k: usize) -> Result<()> {
+    let a = vec![1.0f32; m * k];
+    let b = vec![1.0f32; k * n];
+    let mut c = vec![0.0f32; m * n];
+    let threads = rayon::current_num_threads();
+    let mut best = f64::MAX;
+    for _ in 0..3 {
+        let start = Instant::now();
+        // SAFETY: row-major [m, k], [k, n] and [m, n] buffers of exactly those sizes.
+        unsafe {
+            gemm::gemm(
+                m,
+                n,
+                k,
+                c.as_mut_ptr(),
+                1,
+                n as isize,
+                false,
+                a.as_ptr(),
+                1,
+                k as isize,
+                b.as_ptr(),
+                1,
+                n as isize,
+                0.0f32,
+                1.0f32,
+                false,
+                false,
+                false,
+                gemm::Parallelism::Rayon(threads),
+            );
+        }
+        best = best.min(start.elapsed().as_secs_f64());
+    }
+    let gflop = 2.0 * (m * n * k) as f64 / 1e9;
+    println!(
+        "gemm f32 {m}x{n}x{k} on {threads} threads: {:.0} GFLOP/s (best of 3)",
+        gflop / best
+    );
     Ok(())
 }
 

@@ -1,6 +1,7 @@
 //! whyxray: WhyXrayCLIP (open_clip ViT) natively in Rust. The pipeline, one module a stage:
 //! `inputs` (which images) -> `pipeline` -> `image` (decode, preprocess) -> `model` (vision and text towers)
-//! <- `text` (labels -> tokens); then `score` -> `output`. `commands` wires them per subcommand.
+//! <- `text` (labels -> tokens); then `score` -> `output`; `eval`, `probe` and `index` (search,
+//! duplicates) work on those outputs. `commands` wires them per subcommand.
 //!
 //! A research tool: not a medical device, not for diagnosis.
 
@@ -8,6 +9,7 @@ pub mod cli;
 pub mod commands;
 pub mod eval;
 pub mod image;
+pub mod index;
 pub mod inputs;
 pub mod model;
 pub mod output;

@@ -2,14 +2,17 @@
 //! `Config`; nothing downstream sees raw strings.
 
 mod classify;
+mod duplicates;
 mod embed;
 mod eval;
 mod inspect;
 mod outputs;
 mod probe;
 mod run;
+mod search;
 
 pub use classify::{ClassifyArgs, ClassifyConfig, ClassifyFormat, LogitScale};
+pub use duplicates::{DuplicatesArgs, DuplicatesConfig};
 pub use embed::{EmbedArgs, EmbedConfig, EmbedFormat};
 pub use eval::{EvalArgs, EvalConfig};
 pub use inspect::{InspectArgs, InspectConfig, InspectFormat};
@@ -19,6 +22,7 @@ pub use probe::{
     ProbePredictConfig,
 };
 pub use run::{DecodeArgs, InputArgs, RunConfig};
+pub use search::{SearchArgs, SearchConfig};
 
 use crate::source::ModelRequest;
 use anyhow::{bail, Result};
@@ -97,6 +101,13 @@ pub enum Command {
     /// What decoding finds in each file and does to it (format, DICOM attributes, window,
     /// value ranges); no model is loaded.
     Inspect(InspectArgs),
+    /// Exact cosine search of an embedding index (from `embed`) for texts, images or
+    /// embeddings: the K most similar images per query, or all above a cosine.
+    #[command(after_help = RESEARCH_ONLY)]
+    Search(SearchArgs),
+    /// Every pair of images at or above a cosine, within one embedding file or between two
+    /// (near-duplicate audits, e.g. the same patient in train and test); no model is loaded.
+    Duplicates(DuplicatesArgs),
 }
 
 /// The clap command, with the model options hidden where no model is loaded.
@@ -104,12 +115,14 @@ pub fn command() -> clap::Command {
     let mut cmd = Cli::command();
     cmd.build();
     // In place: `mut_arg` would reorder the built argument index.
-    cmd.mut_subcommand("inspect", |sub| {
+    let hide = |sub: clap::Command| {
         sub.mut_args(|a| {
             let model = MODEL_OPTIONS.contains(&a.get_id().as_str());
             a.hide(model)
         })
-    })
+    };
+    cmd.mut_subcommand("inspect", hide)
+        .mut_subcommand("duplicates", hide)
 }
 
 /// The process's arguments as a validated `Config`; clap reports its own usage errors (exit 2).
@@ -197,6 +210,8 @@ pub enum Task {
     Eval(EvalConfig),
     ProbeFit(ProbeFitConfig),
     ProbePredict(ProbePredictConfig),
+    Search(SearchConfig),
+    Duplicates(DuplicatesConfig),
 }
 
 impl Cli {
@@ -204,7 +219,7 @@ impl Cli {
         let g = self.global;
         let progress = !g.quiet && std::io::stderr().is_terminal();
         let offline = g.offline || crate::source::offline_from_env();
-        let model = ModelRequest {
+        let mut model = ModelRequest {
             model: g.model,
             revision: g.revision,
             offline,
@@ -223,6 +238,11 @@ impl Cli {
             Command::Inspect(a) => {
                 given.refuse(MODEL_OPTIONS, "for inspect, which loads no model")?;
                 Task::Inspect(inspect::config(a)?)
+            }
+            Command::Search(a) => Task::Search(search::config(a, &mut model, given)?),
+            Command::Duplicates(a) => {
+                given.refuse(MODEL_OPTIONS, "for duplicates, which loads no model")?;
+                Task::Duplicates(duplicates::config(a)?)
             }
         };
         Ok(Config {

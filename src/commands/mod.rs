@@ -3,10 +3,12 @@
 //! and Ctrl-C handling, and turning texts into embeddings.
 
 mod classify;
+mod duplicates;
 mod embed;
 mod eval;
 mod inspect;
 mod probe;
+mod search;
 
 use crate::cli::{Config, RunConfig, Task};
 use crate::inputs::{discover, Found, Input};
@@ -16,6 +18,7 @@ use crate::output::resume::{self, Done, Layout, Resumed};
 use crate::pipeline::{self, Msg, Settings};
 use crate::printer::Printer;
 use crate::score::normalised_rows;
+use crate::text::cache::TextCache;
 use crate::Outcome;
 use anyhow::{bail, Context, Result};
 use candle_core::Tensor;
@@ -43,6 +46,8 @@ pub fn run(config: Config) -> Result<Outcome> {
         Task::Eval(c) => eval::run(c, model, &printer),
         Task::ProbeFit(c) => probe::fit(c, model, &printer),
         Task::ProbePredict(c) => probe::predict(c, model, &printer),
+        Task::Search(c) => search::run(c, model, &printer),
+        Task::Duplicates(c) => duplicates::run(c, &printer),
     }
 }
 
@@ -224,4 +229,47 @@ pub fn embed_texts(model: &Clip, texts: &[String]) -> Result<Vec<Vec<f32>>> {
     let tokenizer = crate::text::Tokenizer::bundled(model.config.model.text.context_length)?;
     let ids: Vec<Vec<u32>> = texts.iter().map(|t| tokenizer.encode(t)).collect();
     normalised_rows(&model.encode_texts(&ids).context("text tower")?)
+}
+
+/// Texts -> normalised embeddings through the on-disk text cache: only the texts it lacks go
+/// through the text tower, and the model is loaded (into `model`) only if one is missing.
+pub fn embed_texts_cached(
+    plan: &Plan,
+    model: &mut Option<Clip>,
+    texts: &[String],
+) -> Result<Vec<Vec<f32>>> {
+    let kind = format!("{:?}-{}", plan.dtype, device_kind(&plan.device)).to_lowercase();
+    let cache = TextCache::new(plan.files.identity()?, &kind, plan.config.model.embed_dim);
+    let mut out: Vec<Option<Vec<f32>>> = texts.iter().map(|t| cache.get(t)).collect();
+    let missing: Vec<String> = texts
+        .iter()
+        .zip(&out)
+        .filter(|(_, e)| e.is_none())
+        .map(|(t, _)| t.clone())
+        .collect();
+    if !missing.is_empty() {
+        if model.is_none() {
+            *model = Some(plan.load()?);
+        }
+        let loaded = model.as_ref().context("the model")?;
+        let fresh = embed_texts(loaded, &missing)?;
+        for (t, e) in missing.iter().zip(&fresh) {
+            cache.put(t, e);
+        }
+        let mut fresh = missing.into_iter().zip(fresh);
+        for slot in out.iter_mut().filter(|e| e.is_none()) {
+            *slot = fresh.next().map(|(_, e)| e);
+        }
+    }
+    out.into_iter()
+        .map(|e| e.context("a text embedding went missing"))
+        .collect()
+}
+
+fn device_kind(device: &candle_core::Device) -> &'static str {
+    if device.is_cuda() {
+        "cuda"
+    } else {
+        "cpu"
+    }
 }

@@ -6,6 +6,7 @@ mod classify;
 mod embed;
 pub mod meta;
 pub mod npy;
+pub mod records;
 pub mod resume;
 
 pub use classify::{ClassifyRow, ClassifyWriter};

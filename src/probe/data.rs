@@ -4,7 +4,6 @@
 
 use super::logreg::Model;
 use crate::output::meta::read_model;
-use crate::output::npy::sidecar_path;
 use anyhow::{bail, Context, Result};
 use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
@@ -39,94 +38,40 @@ pub fn read_embeddings(path: &Path) -> Result<Embeddings> {
         );
     }
     let model = read_model(&meta)?;
-    let bytes = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
-    let (rows, dim) = if bytes.starts_with(b"\x93NUMPY") {
-        read_npy(path, &bytes)?
+    let mut magic = [0u8; 6];
+    let is_npy = std::fs::File::open(path)
+        .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut magic))
+        .is_ok()
+        && &magic == b"\x93NUMPY";
+    let (rows, dim) = if is_npy {
+        read_npy(path)?
     } else {
+        let bytes =
+            std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
         read_jsonl(path, &bytes)?
     };
     Ok(Embeddings { rows, dim, model })
 }
 
-fn read_npy(path: &Path, bytes: &[u8]) -> Result<(Vec<Embedded>, usize)> {
-    let ctx = || format!("{}: not a float32 [rows, dim] npy file", path.display());
-    let hlen = u16::from_le_bytes(
-        bytes
-            .get(8..10)
-            .context("short file")
-            .with_context(ctx)?
-            .try_into()?,
-    ) as usize;
-    let header =
-        std::str::from_utf8(bytes.get(10..10 + hlen).with_context(ctx)?).with_context(ctx)?;
-    if !header.contains("'descr': '<f4'") || !header.contains("'fortran_order': False") {
-        bail!("{}: header {header:?}", ctx());
-    }
-    let shape = header
-        .split("'shape': (")
-        .nth(1)
-        .and_then(|r| r.split(')').next())
-        .with_context(ctx)?;
-    let dims: Vec<usize> = shape
-        .split(',')
-        .filter(|s| !s.trim().is_empty())
-        .map(|s| s.trim().parse())
-        .collect::<Result<_, _>>()
-        .with_context(ctx)?;
-    let [n, dim] = dims[..] else {
-        bail!("{}: shape ({shape})", ctx())
-    };
-    let data = &bytes[10 + hlen..];
-    if data.len() < n * dim * 4 {
-        bail!(
-            "{}: {} rows of {dim} declared, {} bytes of data",
-            ctx(),
-            n,
-            data.len()
-        );
-    }
-    let side = sidecar_path(path);
-    // Before 0.2 the sidecar replaced the extension (`feats.paths.tsv`).
-    let side = if !side.exists() && path.with_extension("paths.tsv").exists() {
-        path.with_extension("paths.tsv")
-    } else {
-        side
-    };
-    let text = crate::read_text(&side)
-        .with_context(|| format!("cannot read the sidecar {}", side.display()))?;
-    let lines: Vec<&str> = text.lines().skip(1).collect();
-    if lines.len() < n {
-        bail!(
-            "{} names {} rows, the array has {n}",
-            side.display(),
-            lines.len()
-        );
-    }
-    let mut rows = Vec::new();
-    for (i, line) in lines.iter().take(n).enumerate() {
-        let f: Vec<&str> = line.split('\t').collect();
-        let (kind, item, error) = (
-            f.first().copied().unwrap_or(""),
-            f.get(1).copied().unwrap_or(""),
-            f.get(2).copied().unwrap_or(""),
-        );
-        if kind != "image" {
-            continue;
-        }
-        let embedding = if error.is_empty() {
-            Ok(data[i * dim * 4..(i + 1) * dim * 4]
-                .chunks_exact(4)
-                .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-                .collect())
-        } else {
-            Err(error.to_string())
-        };
-        rows.push(Embedded {
-            file: item.to_string(),
-            embedding,
-        });
-    }
-    Ok((rows, dim))
+/// Image rows of an `embed` npy (text rows are not training data), read through the index
+/// reader (header, sidecar and a truncated file checked there).
+fn read_npy(path: &Path) -> Result<(Vec<Embedded>, usize)> {
+    let file = crate::index::EmbeddingFile::open(path)?;
+    let rows = file
+        .sidecar_rows()?
+        .into_iter()
+        .enumerate()
+        .filter(|(_, (kind, _, _))| kind == "image")
+        .map(|(i, (_, item, error))| Embedded {
+            file: item,
+            embedding: if error.is_empty() {
+                Ok(file.block(i, i + 1).into_owned())
+            } else {
+                Err(error)
+            },
+        })
+        .collect();
+    Ok((rows, file.dim))
 }
 
 fn read_jsonl(path: &Path, bytes: &[u8]) -> Result<(Vec<Embedded>, usize)> {

@@ -10,6 +10,7 @@
 //!   open_clip's ids.
 
 mod bpe;
+pub mod cache;
 pub mod clean;
 mod html;
 mod tokenizer;

@@ -7,6 +7,7 @@ mod dicom;
 mod groups;
 mod hardening;
 mod hub;
+mod index;
 mod logreg;
 mod metrics;
 mod model;

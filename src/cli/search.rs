@@ -2,7 +2,7 @@
 
 use super::classify::{classify_format, ClassifyFormat};
 use super::outputs::{output_path, sidecar, Guard};
-use super::run::{refuse_paths_as_texts, DecodeArgs};
+use super::run::DecodeArgs;
 use super::Given;
 use crate::image::DecodeOptions;
 use crate::index::Want;
@@ -27,7 +27,7 @@ pub struct SearchArgs {
     #[arg(long, value_name = "Q.npy", help_heading = "Search")]
     pub queries: Option<PathBuf>,
     /// The K most similar images per query.
-    #[arg(short, long, value_name = "K", help_heading = "Search",
+    #[arg(short = 'k', value_name = "K", help_heading = "Search",
           value_parser = clap::value_parser!(u64).range(1..))]
     pub k: Option<u64>,
     /// All images at or above this cosine (with -k: the K best of those).
@@ -79,7 +79,12 @@ pub(super) fn config(
     model: &mut ModelRequest,
     given: &Given,
 ) -> Result<SearchConfig> {
-    refuse_paths_as_texts(&a.texts, "QUERY", true)?;
+    if let Some(t) = a.texts.iter().find(|t| {
+        let p = Path::new(t.trim());
+        p.is_file() || crate::inputs::has_image_extension(p) && !t.contains(' ')
+    }) {
+        bail!("query {t:?} is an image path, not a text: search with an image by --image {t}");
+    }
     if a.texts.is_empty() && a.image.is_empty() && a.queries.is_none() {
         bail!("search needs queries: texts, --image FILE or --queries Q.npy");
     }

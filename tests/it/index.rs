@@ -401,6 +401,29 @@ fn text_and_image_queries_use_the_index_model() {
         line.contains("nih_00000001_000.png,1,") && line.contains(",1,"),
         "{line}"
     );
+    // An image path as a text query says to use --image; the table lines up.
+    let s = wx(&["search", "--index", "feats.npy", png.to_str().unwrap()]);
+    assert_eq!(s.status.code(), Some(2));
+    assert!(stderr(&s).contains("--image"), "{}", stderr(&s));
+    let s = wx(&[
+        "search",
+        "--index",
+        "feats.npy",
+        "x",
+        "y",
+        "--format",
+        "table",
+    ]);
+    let lines: Vec<String> = stdout(&s).lines().map(String::from).collect();
+    assert_eq!(lines.len(), 5, "{lines:?}");
+    let at = lines[0].find("cosine").unwrap() + "cosine".len();
+    assert!(
+        lines
+            .iter()
+            .skip(1)
+            .all(|l| l.len() == at && l.is_char_boundary(at)),
+        "{lines:?}"
+    );
     // A long query is named; another model is refused.
     let long = "word ".repeat(90);
     let s = wx(&["search", "--index", "feats.npy", &long]);

@@ -1,4 +1,4 @@
-//! Probe: multinomial logistic regression (scikit-learn's lbfgs objective) and its cross-validated C search.
+//! Probe: multinomial logistic regression (scikit-learn's objectives) and its cross-validated C search.
 //!
 //! Reproduces scikit-learn 1.9 `LogisticRegression(solver="lbfgs")` with the default L2
 //! penalty and `fit_intercept=True`, and `LogisticRegressionCV(Cs=10, cv=5)` with
@@ -7,6 +7,7 @@
 //!
 //! ```text
 //! f(W, b) = (1/n) * sum_i loss_i + (1 / (2 * C * n)) * ||W||_F^2      (b is not penalised)
+//! L1:       (1/n) * sum_i loss_i + (1 / (C * n)) * sum |W_kj|          (l1_ratio = 1, saga's)
 //! multinomial (classes >= 3): loss_i = logsumexp_k(z_ik) - z_i,y_i,  z_i = W x_i + b,  W: classes x dim
 //! binary      (classes == 2): loss_i = log(1 + exp(z_i)) - [y_i == 1] * z_i,  W: 1 x dim
 //! ```
@@ -17,7 +18,18 @@
 //! `sum_k b_k = 0`. Inputs are used as given: L2-normalising the embeddings is the caller's
 //! job. Rows may be `f32` or `f64`; all arithmetic is `f64`.
 
+use super::solver::{lbfgs, owlqn};
 use std::thread;
+
+/// The penalty on the coefficients (never on the intercepts).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Penalty {
+    /// `||W||^2 / 2`: dense weights (sklearn's default).
+    L2,
+    /// `sum |W|`: a sparse, readable model (sklearn's `l1_ratio=1`).
+    L1,
+}
 
 /// Element type of an embedding row (`f32` or `f64`).
 pub trait Feature: Copy + Into<f64> + Sync {}
@@ -43,6 +55,7 @@ pub struct FitOptions {
     pub memory: usize,
     /// Worker threads for the gradient; 0 = `available_parallelism`. Results do not depend on it.
     pub threads: usize,
+    pub penalty: Penalty,
 }
 
 impl Default for FitOptions {
@@ -52,6 +65,7 @@ impl Default for FitOptions {
             max_iter: 10_000,
             memory: 20,
             threads: 0,
+            penalty: Penalty::L2,
         }
     }
 }
@@ -148,7 +162,7 @@ pub fn fit_with<T: Feature>(
     assert!(counts.iter().all(|&n| n > 0), "every class needs a sample");
     let w0 = init.map_or_else(|| vec![0.0; kr(classes) * (dim + 1)], |m| pack(m, dim));
     let rows: Vec<usize> = (0..y.len()).collect();
-    let (w, rep) = Problem::new(x, dim, y, &rows, classes, c).solve(w0, opts);
+    let (w, rep) = Problem::new(x, dim, y, &rows, classes, c, opts.penalty).solve(w0, opts);
     (unpack(&w, classes, dim, c), rep)
 }
 
@@ -256,7 +270,7 @@ fn cv_path<T: Feature>(
         let mut w = vec![0.0; kr(classes) * (dim + 1)];
         for (ci, &c) in cs.iter().enumerate() {
             let rep;
-            (w, rep) = Problem::new(x, dim, y, &train, classes, c).solve(w, opts);
+            (w, rep) = Problem::new(x, dim, y, &train, classes, c, opts.penalty).solve(w, opts);
             converged &= rep.converged;
             let m = unpack(&w, classes, dim, c);
             let hits = test
@@ -377,6 +391,7 @@ struct Problem<'a, T> {
     rows: &'a [usize],
     classes: usize,
     l2: f64,
+    l1: f64,
 }
 
 impl<'a, T: Feature> Problem<'a, T> {
@@ -387,8 +402,13 @@ impl<'a, T: Feature> Problem<'a, T> {
         rows: &'a [usize],
         classes: usize,
         c: f64,
+        penalty: Penalty,
     ) -> Self {
-        let l2 = 1.0 / (c * rows.len() as f64);
+        let strength = 1.0 / (c * rows.len() as f64);
+        let (l2, l1) = match penalty {
+            Penalty::L2 => (strength, 0.0),
+            Penalty::L1 => (0.0, strength),
+        };
         Problem {
             x,
             dim,
@@ -396,6 +416,7 @@ impl<'a, T: Feature> Problem<'a, T> {
             rows,
             classes,
             l2,
+            l1,
         }
     }
 
@@ -404,7 +425,14 @@ impl<'a, T: Feature> Problem<'a, T> {
             0 => thread::available_parallelism().map_or(1, |n| n.get()),
             n => n,
         };
-        lbfgs(|w, g| self.eval(w, g, t), w0, opts)
+        if self.l1 > 0.0 {
+            // Coefficients are penalised, each row's last entry (the intercept) is not.
+            let s = self.dim + 1;
+            let penalised: Vec<bool> = (0..w0.len()).map(|j| j % s != self.dim).collect();
+            owlqn(|w, g| self.eval(w, g, t), w0, self.l1, &penalised, opts)
+        } else {
+            lbfgs(|w, g| self.eval(w, g, t), w0, opts)
+        }
     }
 
     /// Summed loss and gradient over a block of rows, added into `g`. Rows go four at a time
@@ -511,146 +539,6 @@ fn loss_grad(z: &mut [f64], y: usize) -> f64 {
     m + sum.ln() - zy
 }
 
-fn vdot(a: &[f64], b: &[f64]) -> f64 {
-    a.iter().zip(b).map(|(p, q)| p * q).sum()
-}
-
-fn max_abs(a: &[f64]) -> f64 {
-    a.iter().fold(0.0, |m, v| m.max(v.abs()))
-}
-
-/// L-BFGS (two-loop recursion) with a line search that enforces the strong Wolfe conditions,
-/// falling back to Hager-Zhang's approximate Wolfe test once f stops being resolvable.
-fn lbfgs(
-    mut f: impl FnMut(&[f64], &mut [f64]) -> f64,
-    mut w: Vec<f64>,
-    o: &FitOptions,
-) -> (Vec<f64>, FitReport) {
-    let n = w.len();
-    let mut g = vec![0.0; n];
-    let mut fx = f(&w, &mut g);
-    let mut evals = 1;
-    let mut hist: std::collections::VecDeque<(Vec<f64>, Vec<f64>, f64)> = Default::default();
-    let (mut iter, mut converged) = (0, false);
-    while iter < o.max_iter {
-        if max_abs(&g) <= o.tol {
-            converged = true;
-            break;
-        }
-        // d = -H g
-        let mut d: Vec<f64> = g.iter().map(|v| -v).collect();
-        let mut alphas = Vec::with_capacity(hist.len());
-        for (s, y, rho) in hist.iter().rev() {
-            let a = rho * vdot(s, &d);
-            d.iter_mut().zip(y).for_each(|(p, q)| *p -= a * q);
-            alphas.push(a);
-        }
-        let gamma = match hist.back() {
-            Some((s, y, _)) => vdot(s, y) / vdot(y, y),
-            None => 1.0 / vdot(&g, &g).sqrt(),
-        };
-        d.iter_mut().for_each(|v| *v *= gamma);
-        for ((s, y, rho), a) in hist.iter().zip(alphas.iter().rev()) {
-            let b = rho * vdot(y, &d);
-            d.iter_mut().zip(s).for_each(|(p, q)| *p += (a - b) * q);
-        }
-        let step = if vdot(&g, &d) < 0.0 {
-            line_search(&mut f, &w, fx, &g, &d, &mut evals)
-        } else {
-            None
-        };
-        let Some((fnew, wnew, gnew)) = step else {
-            if hist.is_empty() {
-                break; // no progress possible along -g: rounding floor reached
-            }
-            hist.clear();
-            continue;
-        };
-        let s: Vec<f64> = wnew.iter().zip(&w).map(|(a, b)| a - b).collect();
-        let y: Vec<f64> = gnew.iter().zip(&g).map(|(a, b)| a - b).collect();
-        let sy = vdot(&s, &y);
-        if sy > 1e-300 {
-            if hist.len() == o.memory.max(1) {
-                hist.pop_front();
-            }
-            hist.push_back((s, y, 1.0 / sy));
-        }
-        (fx, w, g) = (fnew, wnew, gnew);
-        iter += 1;
-    }
-    let rep = FitReport {
-        iterations: iter,
-        evaluations: evals,
-        converged,
-        max_abs_grad: max_abs(&g),
-        objective: fx,
-    };
-    (w, rep)
-}
-
-type Point = (f64, Vec<f64>, Vec<f64>);
-
-fn line_search(
-    f: &mut impl FnMut(&[f64], &mut [f64]) -> f64,
-    w: &[f64],
-    f0: f64,
-    g0: &[f64],
-    d: &[f64],
-    evals: &mut usize,
-) -> Option<Point> {
-    let (c1, c2) = (1e-4, 0.9);
-    let dphi0 = vdot(g0, d);
-    let feps = 1e-12 * f0.abs().max(1e-300);
-    let (mut lo, mut hi) = ((0.0, dphi0), None::<(f64, f64)>);
-    let mut best: Option<Point> = None;
-    let mut a = 1.0;
-    for _ in 0..60 {
-        let wa: Vec<f64> = w.iter().zip(d).map(|(p, q)| p + a * q).collect();
-        let mut ga = vec![0.0; w.len()];
-        let fa = f(&wa, &mut ga);
-        *evals += 1;
-        let dphi = vdot(&ga, d);
-        let armijo = fa <= f0 + c1 * a * dphi0;
-        let approx = fa <= f0 + feps && dphi <= -0.8 * dphi0;
-        if dphi.abs() <= -c2 * dphi0 && (armijo || approx) {
-            return Some((fa, wa, ga));
-        }
-        if fa < best.as_ref().map_or(f0, |b| b.0) {
-            best = Some((fa, wa, ga));
-        }
-        let prev = lo;
-        if !(armijo || fa <= f0 + feps) || dphi > 0.0 {
-            hi = Some((a, dphi));
-        } else {
-            lo = (a, dphi);
-        }
-        a = match hi {
-            None => {
-                // extrapolate the (increasing) slope to zero, at least 1.5x, at most 10x
-                let t = if dphi > prev.1 {
-                    a - dphi * (a - prev.0) / (dphi - prev.1)
-                } else {
-                    10.0 * a
-                };
-                t.clamp(1.5 * a, 10.0 * a)
-            }
-            Some((ha, hd)) => {
-                let width = ha - lo.0;
-                if width <= 1e-15 * ha {
-                    break;
-                }
-                let t = if hd > lo.1 {
-                    lo.0 - lo.1 * width / (hd - lo.1)
-                } else {
-                    lo.0 + 0.5 * width
-                };
-                t.clamp(lo.0 + 0.1 * width, ha - 0.1 * width)
-            }
-        };
-    }
-    best
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -705,6 +593,7 @@ mod tests {
                 rows: &rows,
                 classes,
                 l2: 0.05,
+                l1: 0.0,
             };
             let w: Vec<f64> = (0..kr(classes) * 5)
                 .map(|i| (i as f64 * 0.37).sin())
@@ -736,6 +625,7 @@ mod tests {
             rows: &rows,
             classes: 3,
             l2: 0.01,
+            l1: 0.0,
         };
         let w: Vec<f64> = (0..15).map(|i| (i as f64).cos()).collect();
         let (mut g1, mut g3) = (vec![0.0; 15], vec![0.0; 15]);

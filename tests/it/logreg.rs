@@ -3,7 +3,7 @@
 
 use serde::Deserialize;
 use whyxray::probe::logreg::{
-    cross_validate, default_cs, fit, fit_cv, fit_with, stratified_folds, FitOptions, Model,
+    cross_validate, default_cs, fit, fit_cv, fit_with, stratified_folds, FitOptions, Model, Penalty,
 };
 
 #[derive(Deserialize)]
@@ -183,5 +183,140 @@ fn matches_logistic_regression_cv() {
             case.name, cv.best_c, cv.best_index
         );
         assert!(rel < 1e-5 && di < 1e-5 && dp < 1e-6, "{}", case.name);
+    }
+}
+
+#[derive(Deserialize)]
+struct L1Reference {
+    sklearn_version: String,
+    cases: Vec<L1Case>,
+}
+
+#[derive(Deserialize)]
+struct L1Case {
+    name: String,
+    classes: usize,
+    dim: usize,
+    c: f64,
+    x_train: Vec<f64>,
+    y_train: Vec<usize>,
+    x_test: Vec<f64>,
+    coef: Vec<f64>,
+    objective: f64,
+    pred_test: Vec<usize>,
+    folds: Vec<usize>,
+    cs: Vec<f64>,
+    cv_scores: Vec<Vec<f64>>,
+    cv_best_c: f64,
+    cv_coef: Vec<f64>,
+    cv_objective: f64,
+    cv_pred_test: Vec<usize>,
+}
+
+/// sklearn's L1 objective, divided by C * n: (1/n) sum loss + ||W||_1 / (C n).
+fn l1_objective(case: &L1Case, m: &Model) -> f64 {
+    let (d, n) = (case.dim, case.y_train.len());
+    let loss: f64 = (0..n)
+        .map(|i| {
+            let z = m.decision(&case.x_train[i * d..(i + 1) * d]);
+            let y = case.y_train[i];
+            if case.classes == 2 {
+                let t = if y == 1 { 1.0 } else { 0.0 };
+                z[0].max(0.0) + (-z[0].abs()).exp().ln_1p() - t * z[0]
+            } else {
+                let mx = z.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
+                mx + z.iter().map(|v| (v - mx).exp()).sum::<f64>().ln() - z[y]
+            }
+        })
+        .sum();
+    loss / n as f64 + m.coef.iter().map(|v| v.abs()).sum::<f64>() / (m.c * n as f64)
+}
+
+fn agreement(case: &L1Case, m: &Model, want: &[usize]) -> f64 {
+    let d = case.dim;
+    let hits = want
+        .iter()
+        .enumerate()
+        .filter(|(i, &p)| m.predict(&case.x_test[i * d..(i + 1) * d]) == p)
+        .count();
+    hits as f64 / want.len() as f64
+}
+
+#[test]
+fn l1_matches_saga() {
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/fixtures/probe/l1_reference.json"
+    );
+    let r: L1Reference = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    assert_eq!(r.sklearn_version, "1.9.1");
+    let opts = FitOptions {
+        penalty: Penalty::L1,
+        tol: 1e-10,
+        ..Default::default()
+    };
+    for case in &r.cases {
+        let (m, rep) = fit_with(
+            &case.x_train,
+            case.dim,
+            &case.y_train,
+            case.classes,
+            case.c,
+            &opts,
+            None,
+        );
+        assert!(rep.converged, "{}: {rep:?}", case.name);
+        // Our optimum is at least as low as saga's, and within 1e-6 relative of it.
+        let (ours, theirs) = (l1_objective(case, &m), case.objective);
+        let rel = (ours - theirs) / theirs;
+        println!(
+            "{} L1 C={}: objective {ours:.12} vs saga {theirs:.12} (rel {rel:.2e}), nonzero {}",
+            case.name,
+            case.c,
+            m.coef.iter().filter(|v| **v != 0.0).count()
+        );
+        assert!(rel.abs() <= 1e-6, "{}: {ours} vs {theirs}", case.name);
+        let zeros: Vec<bool> = m.coef.iter().map(|v| *v == 0.0).collect();
+        let want: Vec<bool> = case.coef.iter().map(|v| *v == 0.0).collect();
+        assert_eq!(zeros, want, "{}: the same zero pattern", case.name);
+        assert!(
+            agreement(case, &m, &case.pred_test) >= 0.99,
+            "{}",
+            case.name
+        );
+
+        // The C search: the same folds, fold accuracies and choice, and the refit.
+        assert_eq!(stratified_folds(&case.y_train, case.classes, 5), case.folds);
+        let (cvm, cv) = fit_cv(
+            &case.x_train,
+            case.dim,
+            &case.y_train,
+            case.classes,
+            &case.cs,
+            5,
+            &opts,
+        );
+        for (ci, s) in cv.scores.iter().enumerate() {
+            for (f, v) in s.iter().enumerate() {
+                assert!(
+                    (v - case.cv_scores[ci][f]).abs() < 1e-12,
+                    "{} C={} fold {f}: {v} vs {}",
+                    case.name,
+                    case.cs[ci],
+                    case.cv_scores[ci][f]
+                );
+            }
+        }
+        assert_eq!(cv.best_c, case.cv_best_c, "{}", case.name);
+        let rel = (l1_objective(case, &cvm) - case.cv_objective) / case.cv_objective;
+        assert!(rel.abs() <= 1e-6, "{} refit: rel {rel:e}", case.name);
+        let zeros: Vec<bool> = cvm.coef.iter().map(|v| *v == 0.0).collect();
+        let want: Vec<bool> = case.cv_coef.iter().map(|v| *v == 0.0).collect();
+        assert_eq!(zeros, want, "{} refit: the same zero pattern", case.name);
+        assert!(
+            agreement(case, &cvm, &case.cv_pred_test) >= 0.99,
+            "{}",
+            case.name
+        );
     }
 }

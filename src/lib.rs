@@ -7,6 +7,7 @@
 
 pub mod cli;
 pub mod commands;
+pub mod concepts;
 pub mod eval;
 pub mod image;
 pub mod index;

@@ -38,6 +38,22 @@ pub fn softmax(logits: &[f32]) -> Vec<f32> {
     exps.iter().map(|e| e / sum).collect()
 }
 
+/// One embedding for a class from its normalised prompt embeddings: open_clip's
+/// `build_zero_shot_classifier` (average, normalise again); one prompt is used as it is.
+pub fn class_embedding(prompts: &[Vec<f32>]) -> Vec<f32> {
+    if prompts.len() == 1 {
+        return prompts[0].clone();
+    }
+    let n = prompts.len() as f32;
+    let mut mean = vec![0f32; prompts.first().map_or(0, Vec::len)];
+    for p in prompts {
+        mean.iter_mut().zip(p).for_each(|(m, v)| *m += v);
+    }
+    mean.iter_mut().for_each(|m| *m /= n);
+    normalise(&mut mean);
+    mean
+}
+
 /// How several prompts make one class score.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
 #[serde(rename_all = "kebab-case")]
@@ -63,16 +79,7 @@ impl Side {
                 Side::Embedding(prompts.into_iter().next().unwrap_or_default())
             }
             Ensemble::MeanSimilarity => Side::Prompts(prompts),
-            Ensemble::MeanEmbedding => {
-                let n = prompts.len() as f32;
-                let mut mean = vec![0f32; prompts[0].len()];
-                for p in &prompts {
-                    mean.iter_mut().zip(p).for_each(|(m, v)| *m += v);
-                }
-                mean.iter_mut().for_each(|m| *m /= n);
-                normalise(&mut mean);
-                Side::Embedding(mean)
-            }
+            Ensemble::MeanEmbedding => Side::Embedding(class_embedding(&prompts)),
         }
     }
 

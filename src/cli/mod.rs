@@ -2,6 +2,7 @@
 //! `Config`; nothing downstream sees raw strings.
 
 mod classify;
+mod concepts;
 mod duplicates;
 mod embed;
 mod eval;
@@ -12,14 +13,15 @@ mod run;
 mod search;
 
 pub use classify::{ClassifyArgs, ClassifyConfig, ClassifyFormat, LogitScale};
+pub use concepts::{ConceptsArgs, ConceptsConfig, ConceptsFormat};
 pub use duplicates::{DuplicatesArgs, DuplicatesConfig};
 pub use embed::{EmbedArgs, EmbedConfig, EmbedFormat};
 pub use eval::{EvalArgs, EvalConfig};
 pub use inspect::{InspectArgs, InspectConfig, InspectFormat};
 pub use outputs::{same_file, sidecar};
 pub use probe::{
-    EmbeddingSource, ProbeCommand, ProbeFitArgs, ProbeFitConfig, ProbePredictArgs,
-    ProbePredictConfig,
+    ConceptSpec, EmbeddingSource, ProbeCommand, ProbeExplainArgs, ProbeExplainConfig, ProbeFitArgs,
+    ProbeFitConfig, ProbePredictArgs, ProbePredictConfig,
 };
 pub use run::{DecodeArgs, InputArgs, RunConfig};
 pub use search::{SearchArgs, SearchConfig};
@@ -90,6 +92,10 @@ pub enum Command {
     /// L2-normalised image and/or text embeddings (float32).
     #[command(after_help = RESEARCH_ONLY)]
     Embed(EmbedArgs),
+    /// How strongly each image shows each concept of a bank (radiological findings in words):
+    /// the cosine of image and concept, and the concepts most present in each image.
+    #[command(after_help = RESEARCH_ONLY)]
+    Concepts(ConceptsArgs),
     /// Scores against ground truth: accuracy, balanced accuracy, AUROC, confusion matrix, each
     /// with a bootstrap interval; from an earlier run's output (--scores) or scoring INPUTs now.
     #[command(after_help = RESEARCH_ONLY)]
@@ -206,10 +212,12 @@ pub struct Config {
 pub enum Task {
     Classify(ClassifyConfig),
     Embed(EmbedConfig),
+    Concepts(Box<ConceptsConfig>),
     Inspect(InspectConfig),
     Eval(EvalConfig),
     ProbeFit(ProbeFitConfig),
     ProbePredict(ProbePredictConfig),
+    ProbeExplain(ProbeExplainConfig),
     Search(SearchConfig),
     Duplicates(DuplicatesConfig),
 }
@@ -228,9 +236,14 @@ impl Cli {
         let task = match self.command {
             Command::Classify(a) => Task::Classify(classify::config(a, &model)?),
             Command::Embed(a) => Task::Embed(embed::config(a, &model)?),
+            Command::Concepts(a) => Task::Concepts(Box::new(concepts::config(a, &model)?)),
             Command::Eval(a) => Task::Eval(eval::config(a, &model, given)?),
             Command::Probe(ProbeCommand::Fit(a)) => {
-                Task::ProbeFit(probe::fit_config(a, &model, given)?)
+                Task::ProbeFit(probe::fit_config(a, &mut model, given)?)
+            }
+            Command::Probe(ProbeCommand::Explain(a)) => {
+                given.refuse(MODEL_OPTIONS, "for probe explain, which loads no model")?;
+                Task::ProbeExplain(probe::explain_config(a)?)
             }
             Command::Probe(ProbeCommand::Predict(a)) => {
                 Task::ProbePredict(probe::predict_config(a, &model, given)?)

@@ -137,6 +137,12 @@ pub(super) fn config(
     })
 }
 
+/// The model an embedding file's meta record names (as `index_model`).
+pub(super) fn recorded_model(file: &Path, given: &ModelRequest) -> Result<ModelRequest> {
+    let record = read_record(file)?;
+    index_model(&record, file, given)
+}
+
 /// The index's meta record (a missing one is refused when the index is opened, with advice).
 fn read_record(index: &Path) -> Result<Value> {
     let meta = sidecar(index, ".meta.json");

@@ -48,10 +48,7 @@ pub fn run(c: &ClassifyConfig, plan: &Plan, printer: &Printer) -> Result<Outcome
     let outcome = for_each_batch(&model, &c.run, resumed.done, printer, |batch| {
         let rows: Vec<ClassifyRow> = batch
             .into_iter()
-            .map(|(input, emb)| ClassifyRow {
-                file: input.path,
-                result: emb.map(|img| scorer.score(&img)),
-            })
+            .map(|(input, emb)| ClassifyRow::new(input.path, emb.map(|img| scorer.score(&img))))
             .collect();
         writer.write(&rows)
     })?;

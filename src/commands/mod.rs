@@ -3,6 +3,7 @@
 //! and Ctrl-C handling, and turning texts into embeddings.
 
 mod classify;
+mod concepts;
 mod duplicates;
 mod embed;
 mod eval;
@@ -43,9 +44,11 @@ pub fn run(config: Config) -> Result<Outcome> {
         Task::Inspect(c) => inspect::run(c, &printer),
         Task::Classify(c) => classify::run(c, &model()?, &printer),
         Task::Embed(c) => embed::run(c, &model()?, &printer),
+        Task::Concepts(c) => concepts::run(c, &model()?, &printer),
         Task::Eval(c) => eval::run(c, model, &printer),
         Task::ProbeFit(c) => probe::fit(c, model, &printer),
         Task::ProbePredict(c) => probe::predict(c, model, &printer),
+        Task::ProbeExplain(c) => probe::explain(c, &printer),
         Task::Search(c) => search::run(c, model, &printer),
         Task::Duplicates(c) => duplicates::run(c, &printer),
     }
@@ -224,11 +227,18 @@ fn embed_batch(
         .collect())
 }
 
-/// Label or prompt texts -> normalised text embeddings, one batch.
+/// Label or prompt texts -> normalised text embeddings, in batches of 64 (a bank of a
+/// thousand concepts would otherwise hold every activation at once).
 pub fn embed_texts(model: &Clip, texts: &[String]) -> Result<Vec<Vec<f32>>> {
     let tokenizer = crate::text::Tokenizer::bundled(model.config.model.text.context_length)?;
-    let ids: Vec<Vec<u32>> = texts.iter().map(|t| tokenizer.encode(t)).collect();
-    normalised_rows(&model.encode_texts(&ids).context("text tower")?)
+    let mut out = Vec::with_capacity(texts.len());
+    for chunk in texts.chunks(64) {
+        let ids: Vec<Vec<u32>> = chunk.iter().map(|t| tokenizer.encode(t)).collect();
+        out.extend(normalised_rows(
+            &model.encode_texts(&ids).context("text tower")?,
+        )?);
+    }
+    Ok(out)
 }
 
 /// Texts -> normalised embeddings through the on-disk text cache: only the texts it lacks go

@@ -1,37 +1,46 @@
-//! `whyxray probe fit | predict`: embeddings (read from an `embed` output, or embedded now)
-//! and labels -> a cross-validated logistic-regression probe saved as JSON; a probe and
-//! embeddings of the same model -> class probabilities in classify's formats.
+//! `whyxray probe fit | predict | explain`: embeddings (read from an `embed` output, or
+//! embedded now) and labels -> a cross-validated logistic-regression probe saved as JSON, on
+//! the embeddings or on a concept bank's scores (a concept bottleneck); a probe and embeddings
+//! of the same model -> class probabilities in classify's formats, with a concept probe's
+//! reasons; a concept probe -> the concepts it weighs most, for and against each class.
 
-use crate::cli::{EmbeddingSource, ProbeFitConfig, ProbePredictConfig};
+use crate::cli::{
+    ConceptSpec, EmbeddingSource, ProbeExplainConfig, ProbeFitConfig, ProbePredictConfig,
+};
+use crate::concepts::Accumulator;
 use crate::eval::data::{match_files, read_truth, ScoreRow, Scores, Truth};
-use crate::model::Plan;
+use crate::model::{Clip, Plan};
 use crate::output::meta::model_record;
 use crate::output::{ClassifyRow, ClassifyWriter, Sink};
 use crate::printer::Printer;
 use crate::probe::data::{
     describe, load, read_embeddings, same_model, save, to_json, Embeddings, Probe,
 };
-use crate::probe::logreg::{default_cs, fit_cv, fit_with, FitOptions};
+use crate::probe::features::{contributions, ConceptFeatures};
+use crate::probe::logreg::{Feature, FitOptions};
+use crate::probe::train::{train, Search, Trained};
 use crate::score::normalise;
 use crate::Outcome;
-use anyhow::{bail, Result};
-use serde_json::json;
+use anyhow::{bail, Context, Result};
+use serde_json::{json, Value};
 
-/// The source's embeddings: read from its file, or embedded now (the model planned, `check`ed
-/// before its weights are read, then run) and read back, the temporary files removed. `Err`
-/// of the inner result: the embedding run stopped (Ctrl-C, no image found) with this outcome.
+/// The source's embeddings: read from its file, or embedded now with `plan` (`check`ed first)
+/// and read back, the temporary files removed. `Err` of the inner result: the embedding run
+/// stopped (Ctrl-C, no image found) with this outcome.
 fn embeddings(
     source: &EmbeddingSource,
-    plan: impl FnOnce() -> Result<Plan>,
+    plan: Option<&Plan>,
     check: impl FnOnce(&Plan) -> Result<()>,
     printer: &Printer,
 ) -> Result<std::result::Result<(Embeddings, Outcome), Outcome>> {
     let mut embedded = Outcome::default();
     if let Some(run) = &source.embed {
-        let result = plan().and_then(|plan| {
-            check(&plan)?;
-            super::embed::run(run, &plan, printer)
-        });
+        let result = plan
+            .context("embedding images needs the model")
+            .and_then(|plan| {
+                check(plan)?;
+                super::embed::run(run, plan, printer)
+            });
         match result {
             Ok(o) if !o.interrupted && !o.nothing_found => embedded = o,
             other => {
@@ -71,16 +80,37 @@ pub fn fit(
     let Truth::Single { files, labels } = read_truth(&c.truth, c.label_column.as_deref())? else {
         bail!("probe fit needs a `file,label` truth CSV (one class per image; --label-column NAME picks the column)");
     };
-    let (emb, embedded) = match embeddings(&c.source, plan, |_| Ok(()), printer)? {
+    // A plan is needed to embed images now, or to embed the concepts' text.
+    let plan = match c.source.embed.is_some() || c.concepts.is_some() {
+        true => Some(plan()?),
+        false => None,
+    };
+    if let (Some(plan), Some(spec)) = (&plan, &c.concepts) {
+        if let Some((path, stats)) = &spec.reference_stats {
+            stats.check(&spec.bank, &model_record(plan, None)?, path)?;
+        }
+    }
+    let (emb, embedded) = match embeddings(&c.source, plan.as_ref(), |_| Ok(()), printer)? {
         Ok(e) => e,
         Err(stopped) => return Ok(stopped),
     };
-    let done = fit_on(c, emb, &files, &labels, printer)?;
+    if let (Some(plan), Some(_)) = (&plan, &c.concepts) {
+        let model = model_record(plan, None)?;
+        if !same_model(&emb.model, &model) {
+            bail!(
+                "the embeddings come from {}, the concepts would be embedded with {}: refusing",
+                describe(&emb.model),
+                describe(&model)
+            );
+        }
+    }
+    let done = fit_on(c, plan.as_ref(), emb, &files, &labels, printer)?;
     Ok(with_embedding_failures(done, embedded))
 }
 
 fn fit_on(
     c: &ProbeFitConfig,
+    plan: Option<&Plan>,
     emb: Embeddings,
     files: &[String],
     labels: &[String],
@@ -115,85 +145,71 @@ fn fit_on(
     if classes.len() < 2 {
         bail!("probe fit needs at least two classes among the embedded training images, found {classes:?}");
     }
-    let (dim, n) = (emb.dim, m.pairs.len());
-    let mut x = Vec::with_capacity(n * dim);
-    let mut y = Vec::with_capacity(n);
-    for &(t, e) in &m.pairs {
-        let mut row = emb.rows[e].embedding.clone().unwrap_or_default();
-        normalise(&mut row);
-        x.extend(row);
-        y.push(classes.binary_search(&labels[t]).unwrap_or_default());
+    let rows: Vec<Vec<f32>> = m
+        .pairs
+        .iter()
+        .map(|&(_, e)| {
+            let mut row = emb.rows[e].embedding.clone().unwrap_or_default();
+            normalise(&mut row);
+            row
+        })
+        .collect();
+    let y: Vec<usize> = m
+        .pairs
+        .iter()
+        .map(|&(t, _)| classes.binary_search(&labels[t]).unwrap_or_default())
+        .collect();
+    let search = Search {
+        c: c.c,
+        cs: c.cs.clone(),
+        folds: c.folds,
+        opts: FitOptions {
+            tol: c.tol,
+            penalty: c.penalty,
+            ..FitOptions::default()
+        },
+    };
+    let n = y.len();
+    if c.c.is_none() {
+        printer.note(format_args!(
+            "cross-validating {} values of C over {} folds on {n} images",
+            if c.cs.is_empty() { 10 } else { c.cs.len() },
+            c.folds
+        ));
     }
-    let opts = FitOptions {
-        tol: c.tol,
-        ..FitOptions::default()
-    };
-    let (weights, cv) = match c.c {
-        Some(cval) => {
-            let (model, rep) = fit_with(&x, dim, &y, classes.len(), cval, &opts, None);
-            if !rep.converged {
-                printer.warn(format_args!(
-                    "the solver stopped at {} iterations before reaching --tol {}",
-                    rep.iterations, c.tol
-                ));
-            }
-            (model, serde_json::Value::Null)
-        }
-        None => {
-            let small = classes
+    let (trained, concepts) = match (&c.concepts, plan) {
+        (Some(spec), Some(plan)) => {
+            let features = concept_features(spec, plan, &rows, &emb.model)?;
+            let x: Vec<f64> = rows
                 .iter()
-                .enumerate()
-                .find(|(k, _)| y.iter().filter(|&&l| l == *k).count() < c.folds);
-            if let Some((_, name)) = small {
-                bail!(
-                    "class {name:?} has fewer than {} training images: lower --folds or give --c",
-                    c.folds
-                );
-            }
-            let cs = if c.cs.is_empty() {
-                default_cs()
-            } else {
-                c.cs.clone()
-            };
-            printer.note(format_args!(
-                "cross-validating {} values of C over {} folds on {n} images",
-                cs.len(),
-                c.folds
-            ));
-            let (model, cv) = fit_cv(&x, dim, &y, classes.len(), &cs, c.folds, &opts);
-            if !cv.converged {
-                printer.warn(format_args!(
-                    "some fits stopped before reaching --tol {}",
-                    c.tol
-                ));
-            }
-            let means: Vec<f64> = cv
-                .scores
-                .iter()
-                .map(|s| s.iter().sum::<f64>() / s.len() as f64)
+                .flat_map(|r| features.z(&features.cosines(r)))
                 .collect();
-            let cv_json = json!({ "folds": c.folds, "scoring": "accuracy", "cs": cv.cs, "mean_accuracy": means, "fold_accuracy": cv.scores, "best_c": cv.best_c });
-            (model, cv_json)
+            let dim = features.bank.concepts.len();
+            (
+                train_and_tell(&x, dim, &y, &classes, &search, printer)?,
+                Some(features),
+            )
+        }
+        (Some(_), None) => bail!("concept features need the model"),
+        (None, _) => {
+            let x: Vec<f32> = rows.concat();
+            (
+                train_and_tell(&x, emb.dim, &y, &classes, &search, printer)?,
+                None,
+            )
         }
     };
-    let train_acc = (0..n)
-        .filter(|&i| weights.predict(&x[i * dim..(i + 1) * dim]) == y[i])
-        .count() as f64
-        / n as f64;
-    printer.note(format_args!(
-        "C = {}: training accuracy {train_acc:.4} on {n} images, {} classes",
-        weights.c,
-        classes.len()
-    ));
     let extra = json!({
-        "cv": cv,
-        "train": { "n": n, "accuracy": train_acc, "truth": c.truth, "tol": c.tol },
+        "cv": trained.cv,
+        "train": { "n": n, "accuracy": trained.training_accuracy, "truth": c.truth, "tol": c.tol },
     });
     let text = to_json(
         &Probe {
             model: emb.model,
             classes,
-            weights,
+            weights: trained.model,
+            penalty: c.penalty,
+            concepts,
         },
         extra,
     )?;
@@ -208,6 +224,69 @@ fn fit_on(
     })
 }
 
+fn train_and_tell<T: Feature>(
+    x: &[T],
+    dim: usize,
+    y: &[usize],
+    classes: &[String],
+    search: &Search,
+    printer: &Printer,
+) -> Result<Trained> {
+    let t = train(x, dim, y, classes, search)?;
+    if !t.converged {
+        printer.warn(format_args!(
+            "some fits stopped before reaching --tol {}",
+            search.opts.tol
+        ));
+    }
+    let nonzero = t.model.coef.iter().filter(|w| **w != 0.0).count();
+    printer.note(format_args!(
+        "C = {}: training accuracy {:.4} on {} images, {} classes, {nonzero} of {} weights nonzero",
+        t.model.c,
+        t.training_accuracy,
+        y.len(),
+        classes.len(),
+        t.model.coef.len()
+    ));
+    Ok(t)
+}
+
+/// The bank's text embeddings (through the text cache) and the statistics the z-scores are
+/// taken against: `--reference-stats`, else the training images' own.
+fn concept_features(
+    spec: &ConceptSpec,
+    plan: &Plan,
+    rows: &[Vec<f32>],
+    model: &Value,
+) -> Result<ConceptFeatures> {
+    let prompts = crate::concepts::prompts(&spec.bank, &spec.templates);
+    let mut loaded: Option<Clip> = None;
+    let embeddings = super::concepts::concept_embeddings(plan, &mut loaded, &prompts)?;
+    let mut features = ConceptFeatures {
+        bank: spec.bank.clone(),
+        templates: spec.templates.clone(),
+        embeddings,
+        mean: Vec::new(),
+        std: Vec::new(),
+        stats_source: String::new(),
+    };
+    let (mean, std, source) = match &spec.reference_stats {
+        Some((path, s)) => (
+            s.mean.clone(),
+            s.std.clone(),
+            format!("{} ({} images)", path.display(), s.n),
+        ),
+        None => {
+            let mut acc = Accumulator::new(spec.bank.concepts.len());
+            rows.iter().for_each(|r| acc.add(&features.cosines(r)));
+            let s = acc.finish(&spec.bank, model.clone())?;
+            (s.mean, s.std, format!("the {} training images", s.n))
+        }
+    };
+    (features.mean, features.std, features.stats_source) = (mean, std, source);
+    Ok(features)
+}
+
 /// The probe is read, and checked against the model that will embed the images, before any
 /// image is embedded.
 pub fn predict(
@@ -216,7 +295,13 @@ pub fn predict(
     printer: &Printer,
 ) -> Result<Outcome> {
     let probe = load(&c.probe)?;
-    let refuse = |other: &serde_json::Value| -> Result<()> {
+    if c.top.is_some() && probe.concepts.is_none() {
+        bail!(
+            "--top lists a concept probe's reasons; {} reads embeddings",
+            c.probe.display()
+        );
+    }
+    let refuse = |other: &Value| -> Result<()> {
         bail!(
             "the probe was fitted on embeddings of {}, these come from {}: refusing to apply it",
             describe(&probe.model),
@@ -231,11 +316,19 @@ pub fn predict(
             refuse(&model)
         }
     };
-    let (emb, embedded) = match embeddings(&c.source, plan, check, printer)? {
+    let plan = match c.source.embed.is_some() {
+        true => Some(plan()?),
+        false => None,
+    };
+    let (emb, embedded) = match embeddings(&c.source, plan.as_ref(), check, printer)? {
         Ok(e) => e,
         Err(stopped) => return Ok(stopped),
     };
-    if !same_model(&probe.model, &emb.model) || probe.weights.dim != emb.dim {
+    let needs = probe
+        .concepts
+        .as_ref()
+        .map_or(probe.weights.dim, |f| f.embeddings[0].len());
+    if !same_model(&probe.model, &emb.model) || needs != emb.dim {
         refuse(&emb.model)?;
     }
     let mut writer = ClassifyWriter::new(
@@ -244,25 +337,72 @@ pub fn predict(
         Sink::open(c.output.as_deref(), false, printer)?,
         false,
     );
-    let mut outcome = Outcome::default();
+    let k = c.top.unwrap_or(5);
     let rows: Vec<ClassifyRow> = emb
         .rows
         .into_iter()
-        .map(|r| ClassifyRow {
-            file: r.file,
-            result: r.embedding.map(|mut e| {
+        .map(|r| match r.embedding {
+            Err(e) => ClassifyRow::failed(r.file, e),
+            Ok(mut e) => {
                 normalise(&mut e);
-                probe
-                    .weights
-                    .predict_proba(&e)
-                    .into_iter()
-                    .map(|p| p as f32)
-                    .collect()
-            }),
+                let (proba, reasons) = match &probe.concepts {
+                    None => (probe.weights.predict_proba(&e), Vec::new()),
+                    Some(f) => {
+                        let z = f.z(&f.cosines(&e));
+                        let proba = probe.weights.predict_proba(&z);
+                        let top = argmax(&proba);
+                        let why =
+                            contributions(&probe.weights.coef, probe.classes.len(), top, &z, k);
+                        let reasons = why
+                            .into_iter()
+                            .map(|(j, contribution, weight)| {
+                                json!({ "concept": f.bank.concepts[j], "contribution": contribution,
+                                        "weight": weight, "z": z[j] })
+                            })
+                            .collect();
+                        (proba, vec![("reasons", Value::Array(reasons))])
+                    }
+                };
+                ClassifyRow {
+                    file: r.file,
+                    result: Ok(proba.into_iter().map(|p| p as f32).collect()),
+                    extra: reasons,
+                }
+            }
         })
         .collect();
-    outcome.failed = rows.iter().filter(|r| r.result.is_err()).count();
-    outcome.scored = rows.len() - outcome.failed;
+    let failed = rows.iter().filter(|r| r.result.is_err()).count();
     writer.write(&rows)?;
+    let outcome = Outcome {
+        scored: rows.len() - failed,
+        failed,
+        ..Outcome::default()
+    };
     Ok(with_embedding_failures(outcome, embedded))
+}
+
+/// The first highest probability, as `predict`.
+fn argmax(p: &[f64]) -> usize {
+    (0..p.len()).fold(0, |b, i| if p[i] > p[b] { i } else { b })
+}
+
+pub fn explain(c: &ProbeExplainConfig, printer: &Printer) -> Result<Outcome> {
+    let probe = load(&c.probe)?;
+    let report = crate::probe::explain::explain(&probe, c.top, c.prior.as_deref(), &c.probe)?;
+    let mut stdout = Sink::open(None, false, printer)?;
+    match c.json.as_deref() {
+        Some(p) if p == std::path::Path::new("-") => {
+            stdout.write_chunk((serde_json::to_string_pretty(&report)? + "\n").as_bytes())?
+        }
+        Some(p) => {
+            std::fs::write(p, serde_json::to_string_pretty(&report)? + "\n")
+                .with_context(|| format!("cannot write --json {}", p.display()))?;
+            stdout.write_chunk(crate::probe::explain::table(&report).as_bytes())?;
+        }
+        None => stdout.write_chunk(crate::probe::explain::table(&report).as_bytes())?,
+    }
+    Ok(Outcome {
+        scored: probe.classes.len(),
+        ..Outcome::default()
+    })
 }

@@ -5,10 +5,26 @@ use crate::cli::ClassifyFormat;
 use anyhow::Result;
 use serde::Serialize;
 
-/// One input's result: label probabilities in label order, or why it failed.
+/// One input's result: label probabilities in label order, or why it failed; and fields a
+/// jsonl row carries besides (a concept probe's `reasons`).
 pub struct ClassifyRow {
     pub file: String,
     pub result: std::result::Result<Vec<f32>, String>,
+    pub extra: Vec<(&'static str, serde_json::Value)>,
+}
+
+impl ClassifyRow {
+    pub fn new(file: String, result: std::result::Result<Vec<f32>, String>) -> Self {
+        Self {
+            file,
+            result,
+            extra: Vec::new(),
+        }
+    }
+
+    pub fn failed(file: String, error: String) -> Self {
+        Self::new(file, Err(error))
+    }
 }
 
 pub struct ClassifyWriter {
@@ -82,12 +98,18 @@ impl ClassifyWriter {
 
     fn jsonl(&self, rows: &[ClassifyRow], buf: &mut Vec<u8>) -> Result<()> {
         for row in rows {
+            let extra: serde_json::Map<String, serde_json::Value> = row
+                .extra
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.clone()))
+                .collect();
             let line = match &row.result {
                 Ok(p) => JsonRow {
                     file: &row.file,
                     scores: Some(Scores(&self.labels, p)),
                     top: Some(top(&self.labels, p)),
                     multilabel: self.multilabel.then_some(true),
+                    extra,
                     error: None,
                 },
                 Err(e) => JsonRow {
@@ -95,6 +117,7 @@ impl ClassifyWriter {
                     scores: None,
                     top: None,
                     multilabel: self.multilabel.then_some(true),
+                    extra,
                     error: Some(e),
                 },
             };
@@ -202,6 +225,8 @@ struct JsonRow<'a> {
     /// Present (true) only in multi-label runs, whose scores do not sum to 1.
     #[serde(skip_serializing_if = "Option::is_none")]
     multilabel: Option<bool>,
+    #[serde(flatten)]
+    extra: serde_json::Map<String, serde_json::Value>,
     error: Option<&'a str>,
 }
 

@@ -76,6 +76,8 @@ const SCORING: &[&str] = &[
     "/classify/multilabel",
     "/classify/ensemble",
     "/classify/classes",
+    "/concepts/bank/sha256",
+    "/concepts/templates",
 ];
 
 /// Each setting that differs between an earlier run's record and this one's, in words.

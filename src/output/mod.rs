@@ -2,8 +2,9 @@
 //! of whole lines at a time (one write, then flush), so a reader never sees half a row; and
 //! `--resume`, which reads back what an earlier run wrote.
 
-mod classify;
-mod embed;
+pub mod classify;
+pub mod concepts;
+pub mod embed;
 pub mod meta;
 pub mod npy;
 pub mod records;

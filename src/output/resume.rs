@@ -19,6 +19,8 @@ pub enum Layout<'a> {
     Delimited { delimiter: u8, labels: &'a [String] },
     /// jsonl of `classify`: `scores` keyed by exactly these labels.
     ClassifyJsonl { labels: &'a [String] },
+    /// jsonl of `concepts`: `scores` keyed by exactly these concepts (no `top`).
+    ConceptsJsonl { labels: &'a [String] },
     /// jsonl of `embed`: image lines are kept, text lines dropped (they are written again last).
     EmbedJsonl,
 }
@@ -66,7 +68,8 @@ pub fn read(path: &Path, layout: Layout) -> Result<Resumed> {
         .map_or(&bytes[..0], |i| &bytes[..=i]);
     let (kept, mut resumed) = match layout {
         Layout::Delimited { delimiter, labels } => delimited(complete, delimiter, labels),
-        Layout::ClassifyJsonl { labels } => jsonl(complete, Some(labels)),
+        Layout::ClassifyJsonl { labels } => jsonl(complete, Some((labels, true))),
+        Layout::ConceptsJsonl { labels } => jsonl(complete, Some((labels, false))),
         Layout::EmbedJsonl => jsonl(complete, None),
     }
     .with_context(|| {
@@ -123,7 +126,9 @@ fn delimited(bytes: &[u8], delimiter: u8, labels: &[String]) -> Result<(Vec<u8>,
     Ok((out.into_inner().map_err(|e| e.into_error())?, resumed))
 }
 
-fn jsonl(bytes: &[u8], labels: Option<&[String]>) -> Result<(Vec<u8>, Resumed)> {
+/// `labels`: the score columns, and whether rows carry `top` (classify) or not (concepts);
+/// `None` for embed's lines.
+fn jsonl(bytes: &[u8], labels: Option<(&[String], bool)>) -> Result<(Vec<u8>, Resumed)> {
     let mut resumed = Resumed::default();
     let mut kept = Vec::with_capacity(bytes.len());
     for (i, line) in bytes.split_inclusive(|&b| b == b'\n').enumerate() {
@@ -134,7 +139,7 @@ fn jsonl(bytes: &[u8], labels: Option<&[String]>) -> Result<(Vec<u8>, Resumed)> 
             serde_json::from_slice(line).with_context(|| format!("line {} is not JSON", i + 1))?;
         let has = |k: &str| v.get(k).is_some();
         let shape_ok = match labels {
-            Some(_) => has("file") && has("scores") && has("top") && has("error"),
+            Some((_, top)) => has("file") && has("scores") && (has("top") || !top) && has("error"),
             None => (has("file") || has("text")) && has("embedding"),
         };
         if !shape_ok {
@@ -145,7 +150,7 @@ fn jsonl(bytes: &[u8], labels: Option<&[String]>) -> Result<(Vec<u8>, Resumed)> 
             continue; // an `embed` text line: written again at the end of this run
         };
         let scored = match labels {
-            Some(labels) => {
+            Some((labels, _)) => {
                 v.get("error").is_some_and(Value::is_null) && scores_match(&v, labels, i)?
             }
             None => v.get("embedding").is_some_and(Value::is_array),

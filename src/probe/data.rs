@@ -2,7 +2,8 @@
 //! `.paths.tsv` sidecar, or jsonl) with the model that made them (its `.meta.json`), and the
 //! probe file itself: weights plus what they may be applied to.
 
-use super::logreg::Model;
+use super::features::ConceptFeatures;
+use super::logreg::{Model, Penalty};
 use crate::output::meta::read_model;
 use anyhow::{bail, Context, Result};
 use serde_json::{json, Value};
@@ -156,6 +157,9 @@ pub struct Probe {
     pub model: Value,
     pub classes: Vec<String>,
     pub weights: Model,
+    pub penalty: Penalty,
+    /// A concept bottleneck's features; `None`: the probe reads embeddings.
+    pub concepts: Option<ConceptFeatures>,
 }
 
 /// The probe as JSON text.
@@ -169,10 +173,20 @@ pub fn to_json(probe: &Probe, extra: Value) -> Result<String> {
         "classes": probe.classes,
         "dim": m.dim,
         "c": m.c,
-        "rule": "multinomial logistic regression (binary: one logistic) on L2-normalised image embeddings; scikit-learn's lbfgs objective",
+        "penalty": probe.penalty,
+        "features": if probe.concepts.is_some() { "concepts" } else { "embedding" },
+        "rule": match (&probe.concepts, probe.penalty) {
+            (None, Penalty::L2) => "multinomial logistic regression (binary: one logistic) on L2-normalised image embeddings; scikit-learn's lbfgs objective",
+            (None, Penalty::L1) => "L1-penalised multinomial logistic regression (binary: one logistic) on L2-normalised image embeddings; scikit-learn's saga objective with l1_ratio=1",
+            (Some(_), Penalty::L2) => "multinomial logistic regression (binary: one logistic) on z-scored concept cosines; scikit-learn's lbfgs objective",
+            (Some(_), Penalty::L1) => "L1-penalised multinomial logistic regression (binary: one logistic) on z-scored concept cosines; scikit-learn's saga objective with l1_ratio=1",
+        },
         "coef": coef,
         "intercept": m.intercept,
     });
+    if let Some(c) = &probe.concepts {
+        v["concepts"] = serde_json::to_value(c)?;
+    }
     if let (Value::Object(o), Value::Object(e)) = (&mut v, extra) {
         o.extend(e);
     }
@@ -216,8 +230,24 @@ pub fn load(path: &Path) -> Result<Probe> {
             classes.len()
         );
     }
+    let concepts: Option<ConceptFeatures> = match v.get("concepts") {
+        Some(c) => Some(serde_json::from_value(c.clone()).with_context(ctx)?),
+        None => None,
+    };
+    if let Some(c) = &concepts {
+        let n = c.bank.concepts.len();
+        if n != dim || c.embeddings.len() != n || c.mean.len() != n || c.std.len() != n {
+            bail!("{}: its concepts do not match its dimension {dim}", ctx());
+        }
+    }
+    let penalty = match v["penalty"].as_str() {
+        Some("l1") => Penalty::L1,
+        _ => Penalty::L2,
+    };
     Ok(Probe {
         model: v["model"].clone(),
+        penalty,
+        concepts,
         weights: Model {
             classes: classes.len(),
             dim,

@@ -2,5 +2,8 @@
 //! embeddings -> class probabilities (predict): the paper's linear-probe protocol.
 
 pub mod data;
+pub mod explain;
+pub mod features;
 pub mod logreg;
 mod solver;
+pub mod train;

@@ -3,6 +3,7 @@
 
 mod batch;
 mod cli;
+mod concepts;
 mod dicom;
 mod groups;
 mod hardening;

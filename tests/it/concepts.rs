@@ -431,6 +431,68 @@ fn a_concept_bottleneck_explains_itself() {
         checked += 1;
     }
     assert!(checked > 0, "some image is predicted effusion");
+    // An L2 concept probe fits too; statistics of another bank, and embeddings of another
+    // model, are refused.
+    let out = fit(&["--c", "1", "-o", "l2.json"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    std::fs::write(d.join("other.txt"), "a chest tube\n").unwrap();
+    let out = wx(
+        d,
+        cache.path(),
+        &[
+            "concepts",
+            ".",
+            "--bank",
+            "other.txt",
+            "-m",
+            &m,
+            "--write-stats",
+            "other.json",
+            "-q",
+            "-o",
+            "o.csv",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let out = fit(&[
+        "--c",
+        "1",
+        "--reference-stats",
+        "other.json",
+        "-o",
+        "x.json",
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains("another concept bank"),
+        "{}",
+        stderr(&out)
+    );
+    let other = model_dir("tiny-gelu-p16-bilinear").display().to_string();
+    let out = wx(
+        d,
+        cache.path(),
+        &["embed", ".", "-o", "g.npy", "-m", &other, "-q"],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let out = wx(
+        d,
+        cache.path(),
+        &[
+            "probe",
+            "predict",
+            "--probe",
+            "l2.json",
+            "--embeddings",
+            "g.npy",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains("refusing to apply it"),
+        "{}",
+        stderr(&out)
+    );
     // An embedding probe has no concepts to explain.
     let out = wx(
         d,

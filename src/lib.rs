@@ -9,6 +9,7 @@ pub mod cli;
 pub mod commands;
 pub mod concepts;
 pub mod eval;
+pub mod explain;
 pub mod image;
 pub mod index;
 pub mod inputs;

@@ -2,11 +2,11 @@
 //! checked state dict. Both towers return unnormalised features, as `encode_image`/`encode_text`.
 
 pub mod config;
-mod ops;
+pub(crate) mod ops;
 mod params;
 pub mod plan;
 mod text;
-mod transformer;
+pub(crate) mod transformer;
 mod vision;
 pub mod weights;
 
@@ -86,6 +86,10 @@ impl Clip {
     /// `ids`: rows of `context_length` ids from `text::Tokenizer`; returns [N, embed_dim].
     pub fn encode_texts(&self, ids: &[Vec<u32>]) -> Result<Tensor> {
         Ok(self.text.forward(ids, &self.device)?.to_dtype(DType::F32)?)
+    }
+
+    pub fn vision(&self) -> &VisionTransformer {
+        &self.vision
     }
 
     pub fn logit_scale(&self) -> f32 {

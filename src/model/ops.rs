@@ -23,6 +23,11 @@ impl LayerNorm {
     pub fn new(weight: Tensor, bias: Tensor, eps: f32) -> Self {
         Self { weight, bias, eps }
     }
+
+    /// (weight, bias, eps), for the hand-written backward of `explain`.
+    pub fn parts(&self) -> (&Tensor, &Tensor, f32) {
+        (&self.weight, &self.bias, self.eps)
+    }
 }
 
 impl Module for LayerNorm {

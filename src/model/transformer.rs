@@ -22,6 +22,11 @@ impl Dense {
         Self { wt, bias }
     }
 
+    /// The transposed weight `[in, out]` and the bias.
+    pub fn parts(&self) -> (&Tensor, &Tensor) {
+        (&self.wt, &self.bias)
+    }
+
     /// From `<p>.weight` and `<p>.bias`.
     pub fn load(p: Params) -> Result<Self> {
         Ok(Self::new(p.take_transposed("weight")?, p.take("bias")?))
@@ -83,6 +88,18 @@ impl Attention {
     }
 }
 
+/// A block's weights, for `explain`, which runs its own traced forward and backward.
+pub struct BlockParts<'a> {
+    pub ln_1: &'a LayerNorm,
+    pub in_proj: &'a Dense,
+    pub out_proj: &'a Dense,
+    pub heads: usize,
+    pub ln_2: &'a LayerNorm,
+    pub c_fc: &'a Dense,
+    pub c_proj: &'a Dense,
+    pub act: Activation,
+}
+
 pub struct ResidualAttentionBlock {
     ln_1: LayerNorm,
     attn: Attention,
@@ -102,6 +119,19 @@ impl ResidualAttentionBlock {
             c_proj: Dense::load(p.pp("mlp.c_proj"))?,
             act,
         })
+    }
+
+    pub fn parts(&self) -> BlockParts<'_> {
+        BlockParts {
+            ln_1: &self.ln_1,
+            in_proj: &self.attn.in_proj,
+            out_proj: &self.attn.out_proj,
+            heads: self.attn.heads,
+            ln_2: &self.ln_2,
+            c_fc: &self.c_fc,
+            c_proj: &self.c_proj,
+            act: self.act,
+        }
     }
 
     pub fn forward(&self, x: &Tensor, mask: Option<&Tensor>) -> Result<Tensor> {
@@ -133,6 +163,10 @@ impl Transformer {
         self.blocks
             .iter()
             .try_fold(x.clone(), |x, b| b.forward(&x, mask))
+    }
+
+    pub fn blocks(&self) -> &[ResidualAttentionBlock] {
+        &self.blocks
     }
 }
 

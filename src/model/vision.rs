@@ -37,11 +37,31 @@ impl VisionTransformer {
         })
     }
 
-    /// `pixels`: [B, 3, S, S] normalised; returns unnormalised features [B, embed_dim].
-    pub fn forward(&self, pixels: &Tensor) -> Result<Tensor> {
+    /// `pixels`: [B, 3, S, S] normalised -> the residual stream entering block `upto`
+    /// ([B, 1 + grid^2, width]), for `explain`, which runs the last blocks itself.
+    pub fn stream_before(&self, pixels: &Tensor, upto: usize) -> Result<Tensor> {
+        let x = self.tokens(pixels)?;
+        self.transformer.blocks()[..upto]
+            .iter()
+            .try_fold(x, |x, b| b.forward(&x, None))
+    }
+
+    /// The blocks, ln_post and proj, for `explain`.
+    pub fn head(
+        &self,
+    ) -> (
+        &[super::transformer::ResidualAttentionBlock],
+        &LayerNorm,
+        &Tensor,
+    ) {
+        (self.transformer.blocks(), &self.ln_post, &self.proj)
+    }
+
+    /// Patch embedding (a stride-p convolution only sees the first g*p rows and columns),
+    /// class token, positions, ln_pre.
+    fn tokens(&self, pixels: &Tensor) -> Result<Tensor> {
         let b = pixels.dim(0)?;
         let (k, width) = self.patch_weight.dims2()?;
-        // A stride-p convolution only sees the first g*p rows and columns (floor).
         let patches = patchify(pixels, self.patch)?;
         let tokens = patches.dim(1)?;
         let x = patches
@@ -50,7 +70,12 @@ impl VisionTransformer {
             .reshape((b, tokens, width))?;
         let cls = self.class_embedding.broadcast_as((b, 1, width))?;
         let x = Tensor::cat(&[&cls, &x], 1)?.broadcast_add(&self.positional_embedding)?;
-        let x = self.transformer.forward(&self.ln_pre.forward(&x)?, None)?;
+        self.ln_pre.forward(&x)
+    }
+
+    /// `pixels`: [B, 3, S, S] normalised; returns unnormalised features [B, embed_dim].
+    pub fn forward(&self, pixels: &Tensor) -> Result<Tensor> {
+        let x = self.transformer.forward(&self.tokens(pixels)?, None)?;
         // ln_post is per token, so applying it to token 0 alone is exact.
         let cls = self.ln_post.forward(&x.narrow(1, 0, 1)?.squeeze(1)?)?;
         cls.matmul(&self.proj)

@@ -1,8 +1,9 @@
 //! Command line, `classify`: labels or prompts, the scoring rule, the output.
 
+use super::labels::{labels, LabelArgs, LogitScale};
 use super::outputs::{meta_for, output_path, pick_format, Ext, Guard};
-use super::run::{refuse_paths_as_texts, run_config, InputArgs, RunConfig};
-use crate::prompts::{ClassPrompts, PromptSpec};
+use super::run::{run_config, InputArgs, RunConfig};
+use crate::prompts::ClassPrompts;
 use crate::score::Ensemble;
 use crate::source::ModelRequest;
 use anyhow::{bail, Result};
@@ -26,50 +27,8 @@ pub struct ClassifyArgs {
     /// rest; refused if FILE was made with other settings (its meta record tells).
     #[arg(long, requires = "output", help_heading = "Run")]
     pub resume: bool,
-    /// Candidate labels; a value may hold several, comma-separated. Put it after the inputs.
-    #[arg(short, long, num_args = 1.., value_name = "LABEL", help_heading = "Labels and prompts")]
-    pub labels: Vec<String>,
-    /// File with one label per line (commas kept).
-    #[arg(long, value_name = "FILE", help_heading = "Labels and prompts")]
-    pub labels_file: Option<PathBuf>,
-    /// Prompt template applied to each label, `{}` standing for it (repeatable: an ensemble),
-    /// e.g. --template "a chest x-ray showing {}".
-    #[arg(long, value_name = "TEXT", help_heading = "Labels and prompts")]
-    pub template: Vec<String>,
-    /// JSON file of classes and their prompts, instead of --labels:
-    /// {"class": ["prompt", ...], ...}, or {"class": {"pos": [...], "neg": [...]}} for --multilabel.
-    #[arg(long, value_name = "FILE", help_heading = "Labels and prompts",
-          conflicts_with_all = ["labels", "labels_file", "template"])]
-    pub prompts: Option<PathBuf>,
-    /// How several prompts make one class score.
-    #[arg(
-        long,
-        value_enum,
-        default_value = "mean-embedding",
-        help_heading = "Labels and prompts"
-    )]
-    pub ensemble: Ensemble,
-    /// Each label is a finding scored on its own: softmax(S * [cos(positive), cos(negative)]),
-    /// so rows do not sum to 1 (CheXzero's rule).
-    #[arg(long, help_heading = "Labels and prompts")]
-    pub multilabel: bool,
-    /// Negative prompt template for --multilabel (repeatable) [default: "no {}"].
-    #[arg(
-        long,
-        value_name = "TEXT",
-        requires = "multilabel",
-        help_heading = "Labels and prompts"
-    )]
-    pub negative_template: Vec<String>,
-    /// Scale S in softmax(S * cos): a number, or `model` for the checkpoint's exp(logit_scale).
-    #[arg(
-        long,
-        default_value = "100",
-        value_name = "S",
-        allow_hyphen_values = true,
-        help_heading = "Labels and prompts"
-    )]
-    pub logit_scale: String,
+    #[command(flatten)]
+    pub label: LabelArgs,
     /// Output format [default: from -o's extension (.csv, .tsv, .jsonl), else table on a
     /// terminal, else csv].
     #[arg(long, value_enum, help_heading = "Output")]
@@ -101,12 +60,6 @@ pub const CLASSIFY_OPTIONS: &[&str] = &[
     "meta",
     "no_meta",
 ];
-
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub enum LogitScale {
-    Fixed(f32),
-    Model,
-}
 
 #[derive(Debug, Clone)]
 pub struct ClassifyConfig {
@@ -151,46 +104,10 @@ pub(super) fn config(a: ClassifyArgs, model: &ModelRequest) -> Result<ClassifyCo
 
 /// The config, with what it reads and writes added to `guard` (checked by the caller).
 pub(super) fn config_with(a: ClassifyArgs, guard: &mut Guard) -> Result<ClassifyConfig> {
-    refuse_paths_as_texts(&a.labels, "--labels", a.input.given())?;
+    let l = labels(a.label, a.input.given(), guard)?;
     if !a.input.given() {
         bail!("classify needs inputs: INPUT... or --files-from FILE");
     }
-    let mut labels: Vec<String> = a
-        .labels
-        .iter()
-        .flat_map(|v| v.split(','))
-        .map(|l| l.trim().to_string())
-        .filter(|l| !l.is_empty())
-        .collect();
-    if let Some(path) = &a.labels_file {
-        guard.read("--labels-file", path);
-        let text = crate::read_text(path)
-            .map_err(|e| e.context(format!("cannot read --labels-file {}", path.display())))?;
-        labels.extend(
-            text.lines()
-                .map(str::trim)
-                .filter(|l| !l.is_empty())
-                .map(String::from),
-        );
-    }
-    if let Some(path) = &a.prompts {
-        guard.read("--prompts", path);
-    }
-    let classes = PromptSpec {
-        labels,
-        templates: a.template,
-        prompts_file: a.prompts,
-        multilabel: a.multilabel,
-        negative_templates: a.negative_template,
-    }
-    .build()?;
-    let logit_scale = match a.logit_scale.as_str() {
-        "model" => LogitScale::Model,
-        s => match s.parse::<f32>() {
-            Ok(v) if v.is_finite() && v > 0.0 => LogitScale::Fixed(v),
-            _ => bail!("--logit-scale must be a positive number or `model`, got {s:?}"),
-        },
-    };
     let output = output_path(a.output);
     let format = classify_format(a.format, output.as_deref())?;
     if a.resume && output.is_none() {
@@ -205,12 +122,12 @@ pub(super) fn config_with(a: ClassifyArgs, guard: &mut Guard) -> Result<Classify
         .write_opt("--meta", meta.as_deref());
     Ok(ClassifyConfig {
         run: run_config(a.input, a.resume, guard)?,
-        labels: classes.iter().map(|c| c.name.clone()).collect(),
-        classes,
-        ensemble: a.ensemble,
-        multilabel: a.multilabel,
+        labels: l.classes.iter().map(|c| c.name.clone()).collect(),
+        classes: l.classes,
+        ensemble: l.ensemble,
+        multilabel: l.multilabel,
         meta,
-        logit_scale,
+        logit_scale: l.logit_scale,
         format,
         output,
     })

@@ -102,7 +102,7 @@ pub(super) fn config(a: EvalArgs, model: &ModelRequest, given: &Given) -> Result
             bail!("eval needs --scores FILE (an earlier classify output) or INPUT... with --labels")
         }
         (Some(path), false) => {
-            if !c.labels.is_empty() || c.prompts.is_some() {
+            if !c.label.labels.is_empty() || c.label.prompts.is_some() {
                 bail!("--labels/--prompts score images now; with --scores the classes come from the file");
             }
             let why = "with --scores: the images were scored already";

@@ -7,17 +7,19 @@ mod duplicates;
 mod embed;
 mod eval;
 mod inspect;
+mod labels;
 mod outputs;
 mod probe;
 mod run;
 mod search;
 
-pub use classify::{ClassifyArgs, ClassifyConfig, ClassifyFormat, LogitScale};
+pub use classify::{ClassifyArgs, ClassifyConfig, ClassifyFormat};
 pub use concepts::{ConceptsArgs, ConceptsConfig, ConceptsFormat};
 pub use duplicates::{DuplicatesArgs, DuplicatesConfig};
 pub use embed::{EmbedArgs, EmbedConfig, EmbedFormat};
 pub use eval::{EvalArgs, EvalConfig};
 pub use inspect::{InspectArgs, InspectConfig, InspectFormat};
+pub use labels::{LabelArgs, LogitScale};
 pub use outputs::{same_file, sidecar};
 pub use probe::{
     ConceptSpec, EmbeddingSource, ProbeCommand, ProbeExplainArgs, ProbeExplainConfig, ProbeFitArgs,

@@ -3,5 +3,8 @@
 //! placed back on the original image. These are explanations of the model, not localisation
 //! of disease.
 
+mod colormap_tables;
+pub mod geometry;
 pub mod grad;
 pub mod maps;
+pub mod render;

@@ -39,12 +39,12 @@ pub fn resize_and_crop(d: &Decoded, cfg: &PreprocessConfig) -> Image8 {
 }
 
 /// torchvision `CenterCrop` offset: `int(round((n - s) / 2))`, round-half-to-even.
-fn crop_offset(n: usize, s: usize) -> usize {
+pub(crate) fn crop_offset(n: usize, s: usize) -> usize {
     ((n as f64 - s as f64) / 2.0).round_ties_even().max(0.0) as usize
 }
 
 /// torchvision `Resize(int)`: short side to `s`, long side `int(s * long / short)` (truncated).
-fn shortest_side_size(w: usize, h: usize, s: usize) -> (usize, usize) {
+pub(crate) fn shortest_side_size(w: usize, h: usize, s: usize) -> (usize, usize) {
     let (short, long) = if w <= h { (w, h) } else { (h, w) };
     let new_long = (s as f64 * long as f64 / short as f64) as usize;
     if w <= h {

@@ -6,6 +6,7 @@ mod concepts;
 mod duplicates;
 mod embed;
 mod eval;
+mod explain;
 mod inspect;
 mod labels;
 mod outputs;
@@ -18,6 +19,7 @@ pub use concepts::{ConceptsArgs, ConceptsConfig, ConceptsFormat};
 pub use duplicates::{DuplicatesArgs, DuplicatesConfig};
 pub use embed::{EmbedArgs, EmbedConfig, EmbedFormat};
 pub use eval::{EvalArgs, EvalConfig};
+pub use explain::{ExplainArgs, ExplainConfig, TargetChoice};
 pub use inspect::{InspectArgs, InspectConfig, InspectFormat};
 pub use labels::{LabelArgs, LogitScale};
 pub use outputs::{same_file, sidecar};
@@ -94,6 +96,11 @@ pub enum Command {
     /// L2-normalised image and/or text embeddings (float32).
     #[command(after_help = RESEARCH_ONLY)]
     Embed(EmbedArgs),
+    /// Heatmaps of where each label's score comes from (gradient-weighted attention, Grad-CAM
+    /// or occlusion) on the original images, with strips and an HTML gallery. These are
+    /// explanations of the model, not localisation of disease.
+    #[command(after_help = RESEARCH_ONLY)]
+    Explain(ExplainArgs),
     /// How strongly each image shows each concept of a bank (radiological findings in words):
     /// the cosine of image and concept, and the concepts most present in each image.
     #[command(after_help = RESEARCH_ONLY)]
@@ -215,6 +222,7 @@ pub enum Task {
     Classify(ClassifyConfig),
     Embed(EmbedConfig),
     Concepts(Box<ConceptsConfig>),
+    Explain(Box<ExplainConfig>),
     Inspect(InspectConfig),
     Eval(EvalConfig),
     ProbeFit(ProbeFitConfig),
@@ -238,6 +246,7 @@ impl Cli {
         let task = match self.command {
             Command::Classify(a) => Task::Classify(classify::config(a, &model)?),
             Command::Embed(a) => Task::Embed(embed::config(a, &model)?),
+            Command::Explain(a) => Task::Explain(Box::new(explain::config(a, &model, given)?)),
             Command::Concepts(a) => Task::Concepts(Box::new(concepts::config(a, &model)?)),
             Command::Eval(a) => Task::Eval(eval::config(a, &model, given)?),
             Command::Probe(ProbeCommand::Fit(a)) => {

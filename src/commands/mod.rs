@@ -7,6 +7,7 @@ mod concepts;
 mod duplicates;
 mod embed;
 mod eval;
+mod explain;
 mod inspect;
 mod probe;
 mod search;
@@ -45,6 +46,7 @@ pub fn run(config: Config) -> Result<Outcome> {
         Task::Classify(c) => classify::run(c, &model()?, &printer),
         Task::Embed(c) => embed::run(c, &model()?, &printer),
         Task::Concepts(c) => concepts::run(c, &model()?, &printer),
+        Task::Explain(c) => explain::run(c, &model()?, &printer),
         Task::Eval(c) => eval::run(c, model, &printer),
         Task::ProbeFit(c) => probe::fit(c, model, &printer),
         Task::ProbePredict(c) => probe::predict(c, model, &printer),
@@ -93,6 +95,19 @@ pub fn for_each_batch(
     printer: &Printer,
     mut write: impl FnMut(Embedded) -> Result<()>,
 ) -> Result<Outcome> {
+    for_each_batch_with_pixels(model, run, skip, printer, false, |rows, _| write(rows))
+}
+
+/// As `for_each_batch`, also handing over the batch's preprocessed pixels ([n, 3, S, S] flat)
+/// when `keep_pixels` (explain needs them again for its own passes).
+pub fn for_each_batch_with_pixels(
+    model: &Clip,
+    run: &RunConfig,
+    skip: Done,
+    printer: &Printer,
+    keep_pixels: bool,
+    mut write: impl FnMut(Embedded, &[f32]) -> Result<()>,
+) -> Result<Outcome> {
     let resumed: usize = skip.values().sum();
     let mut progress = printer.progress("images");
     if printer.shows_progress() {
@@ -116,6 +131,11 @@ pub fn for_each_batch(
                 break;
             }
         };
+        let kept = if keep_pixels {
+            batch.pixels.clone()
+        } else {
+            Vec::new()
+        };
         let embedded = embed_batch(model, batch.pixels, batch.status)?;
         let rows: Embedded = batch.inputs.into_iter().zip(embedded).collect();
         for (input, r) in &rows {
@@ -124,7 +144,7 @@ pub fn for_each_batch(
             }
         }
         let (n, failed) = (rows.len(), rows.iter().filter(|(_, r)| r.is_err()).count());
-        write(rows)?;
+        write(rows, &kept)?;
         outcome.scored += n - failed;
         outcome.failed += failed;
         progress.add((n - failed) as u64, failed as u64);

@@ -21,6 +21,27 @@ pub fn header(rows: u64, cols: usize) -> Vec<u8> {
     out
 }
 
+/// A whole float32 array of any shape as one npy file (v1.0, header padded to 64 bytes).
+pub fn write_array(path: &Path, shape: &[usize], data: &[f32]) -> Result<()> {
+    let dims: Vec<String> = shape.iter().map(ToString::to_string).collect();
+    let tuple = if dims.len() == 1 {
+        format!("{},", dims[0])
+    } else {
+        dims.join(", ")
+    };
+    let dict = format!("{{'descr': '<f4', 'fortran_order': False, 'shape': ({tuple}), }}");
+    let len = (10 + dict.len() + 1).div_ceil(64) * 64;
+    let mut out = Vec::with_capacity(len + data.len() * 4);
+    out.extend_from_slice(b"\x93NUMPY\x01\x00");
+    out.extend_from_slice(&((len - 10) as u16).to_le_bytes());
+    out.extend_from_slice(dict.as_bytes());
+    out.resize(len - 1, b' ');
+    out.push(b'\n');
+    data.iter()
+        .for_each(|v| out.extend_from_slice(&v.to_le_bytes()));
+    std::fs::write(path, out).with_context(|| format!("cannot write {}", path.display()))
+}
+
 /// The array file and its `.paths.tsv` sidecar (`kind`, `item`, `error` per row).
 pub struct NpyWriter {
     file: File,

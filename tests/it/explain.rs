@@ -154,3 +154,302 @@ fn raw_maps_match_the_python_references() {
         println!("{k}: max relative L2 {v:.2e}, argmax exactly equal on {} maps with one clear best patch", peaks.get(k).copied().unwrap_or(0));
     }
 }
+
+/// Runs whyxray with the tiny model in `cwd`.
+fn wx(cwd: &std::path::Path, args: &[&str]) -> std::process::Output {
+    let mut cmd = whyxray();
+    cmd.current_dir(cwd)
+        .args(args)
+        .arg("-m")
+        .arg(model_dir("tiny-gelu-p14"));
+    run(&mut cmd)
+}
+
+fn png_size(path: &std::path::Path) -> (u32, u32) {
+    image::image_dimensions(path).unwrap()
+}
+
+#[test]
+fn a_folder_gives_rows_overlays_strips_raw_maps_and_a_page_whose_links_resolve() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path();
+    std::fs::create_dir_all(d.join("in/sub")).unwrap();
+    std::fs::copy(
+        root().join("tests/data/nih_00000001_000.png"),
+        d.join("in/a.png"),
+    )
+    .unwrap();
+    std::fs::copy(
+        root().join("tests/data/nih_tall_300x1000.png"),
+        d.join("in/sub/a.png"),
+    )
+    .unwrap();
+    std::fs::copy(
+        root().join("tests/data/nih_exif_rot90.jpg"),
+        d.join("in/rot.jpg"),
+    )
+    .unwrap();
+    std::fs::write(d.join("in/bad.png"), b"not an image").unwrap();
+    let out = wx(
+        d,
+        &[
+            "explain",
+            "in",
+            "--labels",
+            "enlarged heart,no finding",
+            "-o",
+            "out",
+            "--raw",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert_eq!(
+        stderr(&out).matches("bad.png").count(),
+        1,
+        "named once: {}",
+        stderr(&out)
+    );
+    let rows: Vec<Value> = stdout(&out)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let files: Vec<&str> = rows.iter().map(|r| r["file"].as_str().unwrap()).collect();
+    assert_eq!(
+        files,
+        ["in/a.png", "in/bad.png", "in/rot.jpg", "in/sub/a.png"]
+    );
+    assert!(rows[1]["error"].is_string() && rows[1]["maps"].is_null());
+    // The same stem twice: the second is made unique.
+    assert!(d.join("out/a.strip.png").is_file() && d.join("out/a-2.strip.png").is_file());
+    for row in rows.iter().filter(|r| r["error"].is_null()) {
+        let file = d.join(row["file"].as_str().unwrap());
+        let decoded = whyxray::image::decode_file(&file).unwrap();
+        let (w, h) = (decoded.image.width as u32, decoded.image.height as u32);
+        for label in ["enlarged heart", "no finding"] {
+            let m = &row["maps"][label];
+            let overlay = d.join(m["overlay"].as_str().unwrap());
+            // On the original image as decoded (the EXIF rotation applied), not the 224 crop.
+            assert_eq!(png_size(&overlay), (w, h), "{}", overlay.display());
+            let (px, py) = (
+                m["peak"][0].as_f64().unwrap(),
+                m["peak"][1].as_f64().unwrap(),
+            );
+            assert!(
+                px >= 0.0 && px < f64::from(w) && py >= 0.0 && py < f64::from(h),
+                "{m}"
+            );
+            assert!(m["range"][0].as_f64().unwrap() <= m["range"][1].as_f64().unwrap());
+        }
+        // --raw: float32 [labels, grid, grid].
+        let raw = std::fs::read(d.join(row["raw"].as_str().unwrap())).unwrap();
+        let hl = u16::from_le_bytes([raw[8], raw[9]]) as usize + 10;
+        let header = String::from_utf8_lossy(&raw[10..hl]).to_string();
+        assert!(
+            header.contains("'shape': (2, 16, 16)") && hl % 64 == 0,
+            "{header}"
+        );
+        assert_eq!(raw.len(), hl + 2 * 16 * 16 * 4);
+        assert!(d.join(row["strip"].as_str().unwrap()).is_file());
+        let sum: f32 = row["scores"]
+            .as_object()
+            .unwrap()
+            .values()
+            .map(|v| v.as_f64().unwrap() as f32)
+            .sum();
+        assert!((sum - 1.0).abs() < 1e-5, "scores as classify's");
+    }
+    let rot = &rows[2];
+    let (w, h) = png_size(&d.join(rot["maps"]["no finding"]["overlay"].as_str().unwrap()));
+    let stored = image::image_dimensions(root().join("tests/data/nih_exif_rot90.jpg")).unwrap();
+    assert_eq!((w, h), (stored.1, stored.0), "the EXIF rotation is applied");
+    // Every link and image of the page is a file of the directory.
+    let page = std::fs::read_to_string(d.join("out/index.html")).unwrap();
+    let mut links = 0;
+    for attr in ["href=\"", "src=\""] {
+        for part in page.split(attr).skip(1) {
+            let target = part.split('"').next().unwrap();
+            assert!(
+                d.join("out").join(target.replace("%20", " ")).is_file(),
+                "{target}"
+            );
+            links += 1;
+        }
+    }
+    assert_eq!(
+        links,
+        3 * (2 + 2),
+        "strip (link + img) and two overlays per good image"
+    );
+    assert!(page.contains("not localisation of disease"));
+    // Scores are exactly classify's at the same batch size.
+    let c = wx(
+        d,
+        &[
+            "classify",
+            "in",
+            "--labels",
+            "enlarged heart,no finding",
+            "--format",
+            "jsonl",
+        ],
+    );
+    for (crow, erow) in stdout(&c).lines().zip(&rows) {
+        let crow: Value = serde_json::from_str(crow).unwrap();
+        assert_eq!(crow["scores"], erow["scores"], "{}", crow["file"]);
+    }
+}
+
+#[test]
+fn the_raw_maps_of_the_binary_are_the_library_s_and_options_are_checked() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path();
+    let img = root().join("tests/data/nih_00027426_000_512.png");
+    let out = wx(
+        d,
+        &[
+            "explain",
+            img.to_str().unwrap(),
+            "--labels",
+            "a,b,c",
+            "-o",
+            "o",
+            "--raw",
+            "--method",
+            "gradcam",
+            "-q",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let raw = std::fs::read(d.join("o/nih_00027426_000_512.raw.npy")).unwrap();
+    let hl = u16::from_le_bytes([raw[8], raw[9]]) as usize + 10;
+    let got: Vec<f32> = raw[hl..]
+        .chunks_exact(4)
+        .map(|b| f32::from_le_bytes(b.try_into().unwrap()))
+        .collect();
+    let model = load(&model_dir("tiny-gelu-p14"));
+    let pixels = preprocess(&decode_file(&img).unwrap(), &model.config.preprocess);
+    let pixels = Tensor::from_vec(pixels, (3, 224, 224), &Device::Cpu).unwrap();
+    let pos: Vec<Vec<Vec<f32>>> = ["a", "b", "c"]
+        .iter()
+        .map(|l| vec![texts(&model, &[l.to_string()]).remove(0)])
+        .collect();
+    let targets = Targets::new(&pos, None, Ensemble::MeanEmbedding, 100.0, false);
+    let want: Vec<f32> = explain(&model, &pixels, &targets, Method::GradCam)
+        .unwrap()
+        .flatten_all()
+        .unwrap()
+        .to_vec1()
+        .unwrap();
+    assert_eq!(got, want);
+    for (args, needle) in [
+        (
+            vec!["--method", "gradcam", "--layers", "2"],
+            "--layers does nothing",
+        ),
+        (vec!["--stride", "1"], "--stride does nothing"),
+        (vec!["--alpha", "2"], "--alpha must be between 0 and 1"),
+    ] {
+        let mut a = vec![
+            "explain",
+            img.to_str().unwrap(),
+            "--labels",
+            "a,b",
+            "-o",
+            "o2",
+        ];
+        a.extend(args);
+        let out = wx(d, &a);
+        assert_eq!(out.status.code(), Some(2), "{a:?}");
+        assert!(stderr(&out).contains(needle), "{}", stderr(&out));
+    }
+    std::fs::create_dir(d.join("imgs")).unwrap();
+    std::fs::copy(&img, d.join("imgs/x.png")).unwrap();
+    let out = wx(
+        d,
+        &["explain", "imgs", "--labels", "a,b", "-o", "imgs/maps"],
+    );
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains("inside the input directory"),
+        "{}",
+        stderr(&out)
+    );
+    // Occlusion through the binary, with overlapping windows.
+    let out = wx(
+        d,
+        &[
+            "explain",
+            img.to_str().unwrap(),
+            "--labels",
+            "a,b",
+            "-o",
+            "o3",
+            "--method",
+            "occlusion",
+            "--window-patches",
+            "3",
+            "--stride",
+            "2",
+            "-q",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+}
+
+/// A grid cell's box, as `Placement` computes it, is where the real preprocessing puts the
+/// cell: a white box in a black image lands on that cell of the 224 crop, within a pixel.
+#[test]
+fn grid_cells_land_where_the_crop_put_them() {
+    use whyxray::explain::geometry::Placement;
+    use whyxray::model::config::ResizeMode;
+    let model = load(&model_dir("tiny-gelu-p14"));
+    for (w, h, mode) in [
+        (1000, 500, ResizeMode::Shortest),
+        (333, 1001, ResizeMode::Shortest),
+        (225, 224, ResizeMode::Shortest),
+        (300, 700, ResizeMode::Squash),
+    ] {
+        let mut cfg = model.config.preprocess.clone();
+        cfg.resize_mode = mode;
+        let at = Placement::new(w, h, &cfg, 14, 16);
+        for (r, c) in [(0, 0), (5, 9), (15, 15)] {
+            let (x0, y0, x1, y1) = at.cell_box(r, c);
+            let img = image::GrayImage::from_fn(w as u32, h as u32, |x, y| {
+                let inside = f64::from(x) + 0.5 > x0
+                    && f64::from(x) + 0.5 < x1
+                    && f64::from(y) + 0.5 > y0
+                    && f64::from(y) + 0.5 < y1;
+                image::Luma([if inside { 255 } else { 0 }])
+            });
+            let mut png = Vec::new();
+            img.write_to(&mut std::io::Cursor::new(&mut png), image::ImageFormat::Png)
+                .unwrap();
+            let d = whyxray::image::decode_bytes(&png).unwrap();
+            let crop = whyxray::image::preprocess::resize_and_crop(&d, &cfg);
+            // The bright pixels of the crop span the cell's 14 x 14 box, give or take one.
+            let bright: Vec<(usize, usize)> = (0..224 * 224)
+                .filter(|i| crop.data[*i] > 127)
+                .map(|i| (i % 224, i / 224))
+                .collect();
+            let (bx0, bx1) = (
+                bright.iter().map(|p| p.0).min().unwrap(),
+                bright.iter().map(|p| p.0).max().unwrap(),
+            );
+            let (by0, by1) = (
+                bright.iter().map(|p| p.1).min().unwrap(),
+                bright.iter().map(|p| p.1).max().unwrap(),
+            );
+            let what = format!("{w}x{h} {mode:?} cell ({r}, {c}): x {bx0}..{bx1}, y {by0}..{by1}");
+            assert!(
+                (bx0 as i64 - (c * 14) as i64).abs() <= 1
+                    && (bx1 as i64 - (c * 14 + 13) as i64).abs() <= 1,
+                "{what}"
+            );
+            assert!(
+                (by0 as i64 - (r * 14) as i64).abs() <= 1
+                    && (by1 as i64 - (r * 14 + 13) as i64).abs() <= 1,
+                "{what}"
+            );
+        }
+    }
+}

@@ -10,6 +10,10 @@
 //!                                        writes it (npy + sidecars), COPIES rows planted
 //!                                        as near copies of others (for `duplicates`)
 //!   bench gemm M N K                     gemm's float32 GFLOP/s on all cores (the ceiling)
+//!   bench faithfulness MODEL_DIR STEPS IMAGE...
+//!                                        deletion and insertion areas of gae, gradcam and
+//!                                        occlusion (2x2) maps against a random order,
+//!                                        averaged over the images x 2 labels
 //!
 //! `tower` and `text` run where `WHYXRAY_BENCH_DEVICE` says (cpu, default, or cuda) in
 //! `WHYXRAY_BENCH_DTYPE` (f32, default, f16 or bf16); on a GPU each timed pass ends with a
@@ -76,7 +80,10 @@ fn main() -> Result<()> {
             copies.parse()?,
         ),
         ["gemm", m, n, k] => gemm_ceiling(m.parse()?, n.parse()?, k.parse()?),
-        _ => bail!("usage: bench decode LIST JOBS | tower DIR N BATCH | text DIR | load DIR FILE | make-vit-l14 DIR [SEED] | make-index FILE ROWS DIM SEED [COPIES] | gemm M N K"),
+        ["faithfulness", dir, steps, images @ ..] if !images.is_empty() => {
+            faithfulness(Path::new(dir), steps.parse()?, images)
+        }
+        _ => bail!("usage: bench decode LIST JOBS | tower DIR N BATCH | text DIR | load DIR FILE | make-vit-l14 DIR [SEED] | make-index FILE ROWS DIM SEED [COPIES] | gemm M N K | faithfulness DIR STEPS IMAGE..."),
     }
 }
 
@@ -328,4 +335,81 @@ impl SplitMix {
         let (u1, u2) = (self.next_f64().max(f64::MIN_POSITIVE), self.next_f64());
         ((-2.0 * u1.ln()).sqrt() * (std::f64::consts::TAU * u2).cos()) as f32
     }
+}
+
+/// Petsiuk et al.'s deletion and insertion areas of each method's maps and of a seeded random
+/// order (the same for every method), averaged over images x labels; lower deletion and higher
+/// insertion than random is faithful.
+fn faithfulness(dir: &Path, steps: usize, images: &[&str]) -> Result<()> {
+    use whyxray::explain::faithfulness::{areas, order_of, random_order};
+    use whyxray::explain::maps::{explain, Method, Targets};
+    let model = load_model(dir)?;
+    let s = model.config.preprocess.size;
+    let grid = model.config.model.vision.grid();
+    let labels = ["enlarged heart".to_string(), "pleural effusion".to_string()];
+    let pos: Vec<Vec<Vec<f32>>> = whyxray::commands::embed_texts(&model, &labels)?
+        .into_iter()
+        .map(|e| vec![e])
+        .collect();
+    let targets = Targets::new(
+        &pos,
+        None,
+        whyxray::score::Ensemble::MeanEmbedding,
+        100.0,
+        false,
+    );
+    let pixels: Vec<Vec<f32>> = images
+        .iter()
+        .map(|f| {
+            Ok(preprocess(
+                &decode_file(Path::new(f))?,
+                &model.config.preprocess,
+            ))
+        })
+        .collect::<Result<_>>()?;
+    let mut random = (0.0, 0.0);
+    for (i, px) in pixels.iter().enumerate() {
+        for l in 0..labels.len() {
+            let (d, a) = areas(
+                &model,
+                px,
+                &targets,
+                l,
+                &random_order(grid * grid, (i * 10 + l) as u64),
+                steps,
+            )?;
+            random = (random.0 + d, random.1 + a);
+        }
+    }
+    let n = (pixels.len() * labels.len()) as f64;
+    println!(
+        "random order: deletion {:.4}, insertion {:.4}",
+        random.0 / n,
+        random.1 / n
+    );
+    for (name, method) in [
+        ("gae", Method::Gae { layers: 1 }),
+        ("gradcam", Method::GradCam),
+        (
+            "occlusion 2x2",
+            Method::Occlusion {
+                window: 2,
+                stride: 2,
+            },
+        ),
+    ] {
+        let (mut del, mut ins) = (0.0, 0.0);
+        for px in &pixels {
+            let t = Tensor::from_vec(px.clone(), (3, s, s), &Device::Cpu)?;
+            let maps: Vec<Vec<f32>> = explain(&model, &t, &targets, method)?
+                .flatten_from(1)?
+                .to_vec2()?;
+            for (l, map) in maps.iter().enumerate() {
+                let (d, a) = areas(&model, px, &targets, l, &order_of(map), steps)?;
+                (del, ins) = (del + d, ins + a);
+            }
+        }
+        println!("{name}: deletion {:.4}, insertion {:.4}", del / n, ins / n);
+    }
+    Ok(())
 }

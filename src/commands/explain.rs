@@ -7,7 +7,7 @@ use super::{embed_texts_cached, for_each_batch_with_pixels};
 use crate::cli::{ExplainConfig, LogitScale, TargetChoice};
 use crate::explain::gallery;
 use crate::explain::geometry::Placement;
-use crate::explain::maps::{explain, Method, Targets};
+use crate::explain::maps::{explain_batch, Explained, Method, Targets};
 use crate::explain::render::{overlay, strip, Rgb};
 use crate::image::decode_file_with;
 use crate::model::{Clip, Plan};
@@ -58,8 +58,7 @@ pub fn run(c: &ExplainConfig, plan: &Plan, printer: &Printer) -> Result<Outcome>
     };
     let mut sink = Sink::open(None, false, printer)?;
     let mut stems: HashMap<String, usize> = HashMap::new();
-    let mut entries: Vec<(Value, Option<String>)> = Vec::new();
-    let size = model.config.preprocess.size;
+    let mut page = gallery::Gallery::create(&c.dir, &c.labels, &method_name(c.method))?;
     let outcome = for_each_batch_with_pixels(
         &model,
         &c.run,
@@ -67,26 +66,33 @@ pub fn run(c: &ExplainConfig, plan: &Plan, printer: &Printer) -> Result<Outcome>
         printer,
         true,
         |batch, pixels| {
+            // The pipeline ran no model: the images that decoded are explained together,
+            // their embeddings coming from the same passes.
+            let ok: Vec<usize> = (0..batch.len()).filter(|&i| batch[i].1.is_ok()).collect();
+            let mut explained = explain_slots(&model, &targets, c, pixels, &ok).map(|v| {
+                ok.iter()
+                    .copied()
+                    .zip(v.into_iter().map(Some))
+                    .collect::<HashMap<_, _>>()
+            });
             let mut out = Vec::new();
             for (i, (input, emb)) in batch.into_iter().enumerate() {
                 // A failed decode was named by the pipeline; a failure drawing the maps is named here.
-                let result = emb.and_then(|e| {
-                    let slot = &pixels[i * 3 * size * size..(i + 1) * 3 * size * size];
+                let result = emb.and_then(|_| {
+                    let done = match &mut explained {
+                        Ok(m) => m
+                            .get_mut(&i)
+                            .and_then(Option::take)
+                            .context("not explained"),
+                        Err(e) => Err(anyhow::anyhow!("{e:#}")),
+                    };
                     let stem = unique_stem(&mut stems, &input.path);
-                    picture(
-                        c,
-                        &model,
-                        &targets,
-                        slot,
-                        &input.path,
-                        &stem,
-                        scorer.score(&e),
-                    )
-                    .map_err(|e| {
-                        let e = format!("{e:#}");
-                        printer.failure(&input.path, &e);
-                        e
-                    })
+                    done.and_then(|x| picture(c, &model, &scorer, x, &input.path, &stem))
+                        .map_err(|e| {
+                            let e = format!("{e:#}");
+                            printer.failure(&input.path, &e);
+                            e
+                        })
                 });
                 let (row, strip) = match result {
                     Ok((row, strip)) => (row, Some(strip)),
@@ -97,25 +103,26 @@ pub fn run(c: &ExplainConfig, plan: &Plan, printer: &Printer) -> Result<Outcome>
                 };
                 serde_json::to_writer(&mut out, &public(&row))?;
                 out.push(b'\n');
-                entries.push((row, strip));
+                page.add(&row, strip.as_deref())?;
             }
             sink.write_chunk(&out)
         },
     )?;
-    let method = match c.method {
+    page.finish()?;
+    if let Some(meta) = meta {
+        meta.finish(&outcome)?;
+    }
+    Ok(outcome)
+}
+
+fn method_name(m: Method) -> String {
+    match m {
         Method::Gae { layers } => format!("gae, last {layers} block(s)"),
         Method::GradCam => "gradcam".into(),
         Method::Occlusion { window, stride } => {
             format!("occlusion, {window}x{window} patches every {stride}")
         }
-    };
-    let page = gallery::page(&c.labels, &method, &entries);
-    std::fs::write(c.dir.join("index.html"), page)
-        .with_context(|| format!("cannot write {}", c.dir.join("index.html").display()))?;
-    if let Some(meta) = meta {
-        meta.finish(&outcome)?;
     }
-    Ok(outcome)
 }
 
 /// Each class's normalised prompt embeddings, positive and (multi-label) negative, through
@@ -186,19 +193,38 @@ fn slug(label: &str) -> String {
     s.chars().take(40).collect()
 }
 
+/// The batch's images at `slots` (of the flat [n, 3, S, S] `pixels`) explained together.
+fn explain_slots(
+    model: &Clip,
+    targets: &Targets,
+    c: &ExplainConfig,
+    pixels: &[f32],
+    slots: &[usize],
+) -> Result<Vec<Explained>> {
+    if slots.is_empty() {
+        return Ok(Vec::new());
+    }
+    let s = model.config.preprocess.size;
+    let one = 3 * s * s;
+    let mut picked = Vec::with_capacity(slots.len() * one);
+    for &i in slots {
+        picked.extend_from_slice(&pixels[i * one..(i + 1) * one]);
+    }
+    let batch = Tensor::from_vec(picked, (slots.len(), 3, s, s), &candle_core::Device::Cpu)?;
+    explain_batch(model, &batch, targets, c.method)
+}
+
 /// One image: its maps, overlays, strip (and raw npy); the row and the strip's file name.
 fn picture(
     c: &ExplainConfig,
     model: &Clip,
-    targets: &Targets,
-    pixels: &[f32],
+    scorer: &Scorer,
+    explained: Explained,
     path: &str,
     stem: &str,
-    scores: Vec<f32>,
 ) -> Result<(Value, String)> {
-    let s = model.config.preprocess.size;
-    let pixels = Tensor::from_vec(pixels.to_vec(), (3, s, s), &candle_core::Device::Cpu)?;
-    let maps = explain(model, &pixels, targets, c.method)?.to_dtype(candle_core::DType::F32)?;
+    let scores = scorer.score(&explained.embedding);
+    let maps = explained.maps.to_dtype(candle_core::DType::F32)?;
     let grid = maps.dim(1)?;
     let flat: Vec<f32> = maps.flatten_all()?.to_vec1()?;
     // The original as decoded and windowed (DICOM, 16-bit), EXIF orientation applied.

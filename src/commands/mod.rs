@@ -98,14 +98,15 @@ pub fn for_each_batch(
     for_each_batch_with_pixels(model, run, skip, printer, false, |rows, _| write(rows))
 }
 
-/// As `for_each_batch`, also handing over the batch's preprocessed pixels ([n, 3, S, S] flat)
-/// when `keep_pixels` (explain needs them again for its own passes).
+/// As `for_each_batch`; with `pixels_only`, the image tower is not run: rows carry an empty
+/// embedding (or the decoding error) and `write` gets the batch's preprocessed pixels
+/// ([n, 3, S, S] flat), for a command that runs the model its own way (explain).
 pub fn for_each_batch_with_pixels(
     model: &Clip,
     run: &RunConfig,
     skip: Done,
     printer: &Printer,
-    keep_pixels: bool,
+    pixels_only: bool,
     mut write: impl FnMut(Embedded, &[f32]) -> Result<()>,
 ) -> Result<Outcome> {
     let resumed: usize = skip.values().sum();
@@ -131,12 +132,16 @@ pub fn for_each_batch_with_pixels(
                 break;
             }
         };
-        let kept = if keep_pixels {
-            batch.pixels.clone()
+        let (embedded, kept) = if pixels_only {
+            let rows = batch
+                .status
+                .into_iter()
+                .map(|s| s.map(|()| Vec::new()))
+                .collect();
+            (rows, batch.pixels)
         } else {
-            Vec::new()
+            (embed_batch(model, batch.pixels, batch.status)?, Vec::new())
         };
-        let embedded = embed_batch(model, batch.pixels, batch.status)?;
         let rows: Embedded = batch.inputs.into_iter().zip(embedded).collect();
         for (input, r) in &rows {
             if let Err(e) = r {

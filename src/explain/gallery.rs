@@ -2,7 +2,11 @@
 //! image in input order with its strip and scores, filterable by top label — with relative
 //! links only, no network and a few lines of plain JavaScript.
 
+use anyhow::{Context, Result};
 use serde_json::Value;
+use std::fs::File;
+use std::io::{BufWriter, Write};
+use std::path::{Path, PathBuf};
 
 fn escape(s: &str) -> String {
     s.replace('&', "&amp;")
@@ -25,9 +29,56 @@ fn href(name: &str) -> String {
         .collect()
 }
 
-/// `entries`: per input, its row as written on stdout plus `strip_name` (the strip's file name
-/// in the directory, absent for a failed input).
-pub fn page(labels: &[String], method: &str, entries: &[(Value, Option<String>)]) -> String {
+/// The page, written as the run goes (one item per input, in input order) so that its memory
+/// does not grow with the number of images; it appears as `index.html` when the run ends.
+pub struct Gallery {
+    out: BufWriter<File>,
+    partial: PathBuf,
+    path: PathBuf,
+    labels: Vec<String>,
+}
+
+impl Gallery {
+    pub fn create(dir: &Path, labels: &[String], method: &str) -> Result<Self> {
+        let path = dir.join("index.html");
+        let partial = dir.join(".index.html.partial");
+        let file = File::create(&partial)
+            .with_context(|| format!("cannot write {}", partial.display()))?;
+        let mut g = Self {
+            out: BufWriter::new(file),
+            partial,
+            path,
+            labels: labels.to_vec(),
+        };
+        let head = head(labels, method);
+        g.write(&head)?;
+        Ok(g)
+    }
+
+    fn write(&mut self, s: &str) -> Result<()> {
+        self.out
+            .write_all(s.as_bytes())
+            .with_context(|| format!("cannot write {}", self.partial.display()))
+    }
+
+    /// One input: its row as written on stdout plus `strip` (the strip's file name in the
+    /// directory, absent for a failed input).
+    pub fn add(&mut self, row: &Value, strip: Option<&str>) -> Result<()> {
+        let s = item(&self.labels, row, strip);
+        self.write(&s)
+    }
+
+    pub fn finish(mut self) -> Result<()> {
+        self.write(TAIL)?;
+        self.out
+            .flush()
+            .with_context(|| format!("cannot write {}", self.partial.display()))?;
+        std::fs::rename(&self.partial, &self.path)
+            .with_context(|| format!("cannot write {}", self.path.display()))
+    }
+}
+
+fn head(labels: &[String], method: &str) -> String {
     let mut s = String::from(
         "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\n<title>whyxray explain</title>\n<style>\n\
          body{font-family:sans-serif;margin:1.5em;color:#222}\n\
@@ -46,50 +97,54 @@ pub fn page(labels: &[String], method: &str, entries: &[(Value, Option<String>)]
         s += &format!("<option value=\"{0}\">{0}</option>", escape(l));
     }
     s += "</select></label> <span id=\"count\"></span></p>\n";
-    for (row, strip) in entries {
-        let file = row["file"].as_str().unwrap_or_default();
-        let top = row["top"].as_str().unwrap_or_default();
-        s += &format!(
-            "<div class=\"item\" data-top=\"{}\">\n<h3>{}</h3>\n",
-            escape(top),
-            escape(file)
-        );
-        match (strip, row["error"].as_str()) {
-            (_, Some(e)) => s += &format!("<p class=\"error\">error: {}</p>\n", escape(e)),
-            (Some(name), None) => {
+    s
+}
+
+fn item(labels: &[String], row: &Value, strip: Option<&str>) -> String {
+    let mut s = String::new();
+    let file = row["file"].as_str().unwrap_or_default();
+    let top = row["top"].as_str().unwrap_or_default();
+    s += &format!(
+        "<div class=\"item\" data-top=\"{}\">\n<h3>{}</h3>\n",
+        escape(top),
+        escape(file)
+    );
+    match (strip, row["error"].as_str()) {
+        (_, Some(e)) => s += &format!("<p class=\"error\">error: {}</p>\n", escape(e)),
+        (Some(name), None) => {
+            s += &format!(
+                "<a href=\"{0}\"><img src=\"{0}\" alt=\"{1}\" loading=\"lazy\"></a>\n",
+                href(name),
+                escape(file)
+            );
+            s += "<table><tr><th>label</th><th>score</th><th>overlay</th><th>raw range</th></tr>\n";
+            for l in labels {
+                let m = &row["maps"][l];
+                let name = m["overlay_name"].as_str().unwrap_or_default();
+                let class = if l == top { " class=\"top\"" } else { "" };
+                let v = row["scores"][l].as_f64().unwrap_or(f64::NAN);
+                let score = if v >= 1e-3 || v == 0.0 {
+                    format!("{v:.4}")
+                } else {
+                    format!("{v:.2e}")
+                };
                 s += &format!(
-                    "<a href=\"{0}\"><img src=\"{0}\" alt=\"{1}\" loading=\"lazy\"></a>\n",
+                    "<tr{class}><td>{}</td><td>{score}</td><td><a href=\"{}\">full size</a></td><td>{} .. {}</td></tr>\n",
+                    escape(l),
                     href(name),
-                    escape(file)
+                    m["range"][0],
+                    m["range"][1]
                 );
-                s += "<table><tr><th>label</th><th>score</th><th>overlay</th><th>raw range</th></tr>\n";
-                for l in labels {
-                    let m = &row["maps"][l];
-                    let name = m["overlay_name"].as_str().unwrap_or_default();
-                    let class = if l == top { " class=\"top\"" } else { "" };
-                    let v = row["scores"][l].as_f64().unwrap_or(f64::NAN);
-                    let score = if v >= 1e-3 || v == 0.0 {
-                        format!("{v:.4}")
-                    } else {
-                        format!("{v:.2e}")
-                    };
-                    s += &format!(
-                        "<tr{class}><td>{}</td><td>{score}</td><td><a href=\"{}\">full size</a></td><td>{} .. {}</td></tr>\n",
-                        escape(l),
-                        href(name),
-                        m["range"][0],
-                        m["range"][1]
-                    );
-                }
-                s += "</table>\n";
             }
-            (None, None) => {}
+            s += "</table>\n";
         }
-        s += "</div>\n";
+        (None, None) => {}
     }
-    s += "<script>\nconst f=document.getElementById('filter'),c=document.getElementById('count');\n\
+    s += "</div>\n";
+    s
+}
+
+const TAIL: &str = "<script>\nconst f=document.getElementById('filter'),c=document.getElementById('count');\n\
           function apply(){let n=0;for(const d of document.querySelectorAll('.item')){const on=!f.value||d.dataset.top===f.value;d.style.display=on?'':'none';if(on)n++;}c.textContent=n+' shown';}\n\
           const q=new URLSearchParams(location.search).get('top');if(q!==null)f.value=q;\n\
           f.addEventListener('change',apply);apply();\n</script>\n</body></html>\n";
-    s
-}

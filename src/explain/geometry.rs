@@ -76,6 +76,24 @@ impl Placement {
         Some((v / p - 0.5, u / p - 0.5))
     }
 
+    /// Column `x`'s centre on the grid's column axis, or `None` outside what was looked at.
+    pub fn col(&self, x: usize) -> Option<f64> {
+        let u = (x as f64 + 0.5) / self.scale.0 - self.crop.0 as f64;
+        let span = (self.grid * self.patch) as f64;
+        (0.0..span)
+            .contains(&u)
+            .then(|| u / self.patch as f64 - 0.5)
+    }
+
+    /// Row `y`'s centre on the grid's row axis, or `None` outside what was looked at.
+    pub fn row(&self, y: usize) -> Option<f64> {
+        let v = (y as f64 + 0.5) / self.scale.1 - self.crop.1 as f64;
+        let span = (self.grid * self.patch) as f64;
+        (0.0..span)
+            .contains(&v)
+            .then(|| v / self.patch as f64 - 0.5)
+    }
+
     pub fn grid(&self) -> usize {
         self.grid
     }

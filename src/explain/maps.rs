@@ -157,39 +157,90 @@ impl Targets {
     }
 }
 
-/// The raw maps [labels, grid, grid] of one preprocessed image (`pixels`: [3, S, S]).
-pub fn explain(model: &Clip, pixels: &Tensor, targets: &Targets, method: Method) -> Result<Tensor> {
-    let grid = model.config.model.vision.grid();
-    let labels = targets.pos.len();
-    let maps = match method {
-        Method::Occlusion { window, stride } => occlusion(model, pixels, targets, window, stride)?,
-        Method::Gae { layers } => gradient_maps(model, pixels, targets, layers, true)?,
-        Method::GradCam => gradient_maps(model, pixels, targets, 1, false)?,
-    };
-    Ok(maps.reshape((labels, grid, grid))?)
+/// One image explained: the raw maps [labels, grid, grid], and the image's normalised
+/// embedding, from the same forward pass classify makes (so its scores are classify's).
+pub struct Explained {
+    pub maps: Tensor,
+    pub embedding: Vec<f32>,
 }
 
-/// `gae` (attention) or `gradcam` maps [labels, patches] from one traced pass over the last
-/// `layers` blocks and its backward for every label at once.
-fn gradient_maps(
+/// The raw maps of one preprocessed image (`pixels`: [3, S, S]).
+pub fn explain(model: &Clip, pixels: &Tensor, targets: &Targets, method: Method) -> Result<Tensor> {
+    Ok(explain_all(model, pixels, targets, method)?.maps)
+}
+
+/// The raw maps and the embedding of one preprocessed image.
+pub fn explain_all(
     model: &Clip,
     pixels: &Tensor,
     targets: &Targets,
-    layers: usize,
+    method: Method,
+) -> Result<Explained> {
+    Ok(explain_batch(model, &pixels.unsqueeze(0)?, targets, method)?.remove(0))
+}
+
+/// Each image of a batch (`pixels`: [n, 3, S, S]) explained. The blocks before the explained
+/// ones run once for the whole batch, as classify runs them; the traced pass and its backward
+/// run per image.
+pub fn explain_batch(
+    model: &Clip,
+    pixels: &Tensor,
+    targets: &Targets,
+    method: Method,
+) -> Result<Vec<Explained>> {
+    let grid = model.config.model.vision.grid();
+    let labels = targets.pos.len();
+    let n = pixels.dim(0)?;
+    let shape = |maps: Tensor| maps.reshape((labels, grid, grid));
+    let layers = match method {
+        Method::Occlusion { window, stride } => {
+            return (0..n)
+                .map(|i| {
+                    let (maps, embedding) =
+                        occlusion(model, &pixels.get(i)?, targets, window, stride)?;
+                    Ok(Explained {
+                        maps: shape(maps)?,
+                        embedding,
+                    })
+                })
+                .collect();
+        }
+        Method::Gae { layers } => layers,
+        Method::GradCam => 1,
+    };
+    let vision = model.vision();
+    let first = vision.head().0.len() - layers.clamp(1, vision.head().0.len());
+    let px = pixels.to_device(model.device())?.to_dtype(model.dtype())?;
+    let stream = vision.stream_before(&px, first)?;
+    let embeddings = normalised_rows(&vision.forward_from(&stream, first)?.to_dtype(DType::F32)?)?;
+    embeddings
+        .into_iter()
+        .enumerate()
+        .map(|(i, embedding)| {
+            let attention = matches!(method, Method::Gae { .. });
+            let maps = gradient_maps(model, &stream.get(i)?, first, targets, attention)?;
+            Ok(Explained {
+                maps: shape(maps)?,
+                embedding,
+            })
+        })
+        .collect()
+}
+
+/// `gae` (attention) or `gradcam` maps [labels, patches] of one image whose residual stream
+/// entering block `first` is `x` [t, d]: one traced pass over the blocks from `first` and its
+/// backward, for every label at once.
+fn gradient_maps(
+    model: &Clip,
+    x: &Tensor,
+    first: usize,
+    targets: &Targets,
     attention: bool,
 ) -> Result<Tensor> {
-    let vision = model.vision();
-    let (blocks, ln_post, proj) = vision.head();
-    let layers = layers.clamp(1, blocks.len());
-    let first = blocks.len() - layers;
+    let (blocks, ln_post, proj) = model.vision().head();
     let device = model.device();
-    let pixels = pixels
-        .unsqueeze(0)?
-        .to_device(device)?
-        .to_dtype(model.dtype())?;
-    let x = vision.stream_before(&pixels, first)?.squeeze(0)?;
     let explained = &blocks[first..];
-    let trace = forward(explained, &x)?;
+    let trace = forward(explained, x)?;
     // The embedding the traced pass gives (float32 throughout), its gradient per label.
     let (_, e) = cls_gradient(
         &trace.cls,
@@ -233,7 +284,7 @@ fn occlusion(
     targets: &Targets,
     window: usize,
     stride: usize,
-) -> Result<Tensor> {
+) -> Result<(Tensor, Vec<f32>)> {
     let cfg = &model.config.model.vision;
     let (g, p) = (cfg.grid(), cfg.patch_size);
     let starts = |n: usize| -> Vec<usize> {
@@ -250,12 +301,15 @@ fn occlusion(
         .collect();
     let base: Vec<f32> = pixels.flatten_all()?.to_vec1()?;
     let size = cfg.image_size;
-    let score = |imgs: Vec<f32>, n: usize| -> Result<Vec<Vec<f64>>> {
+    let embed = |imgs: Vec<f32>, n: usize| -> Result<Vec<Vec<f32>>> {
         let batch = Tensor::from_vec(imgs, (n, 3, size, size), model.device())?;
-        let e = normalised_rows(&model.encode_images(&batch).context("image tower")?)?;
-        Ok(e.iter().map(|e| targets.values(e)).collect())
+        normalised_rows(&model.encode_images(&batch).context("image tower")?)
     };
-    let full = score(base.clone(), 1)?.remove(0);
+    let score = |imgs: Vec<f32>, n: usize| -> Result<Vec<Vec<f64>>> {
+        Ok(embed(imgs, n)?.iter().map(|e| targets.values(e)).collect())
+    };
+    let embedding = embed(base.clone(), 1)?.remove(0);
+    let full = targets.values(&embedding);
     let k = full.len();
     let mut sum = vec![0f64; k * g * g];
     let mut count = vec![0usize; g * g];
@@ -288,5 +342,8 @@ fn occlusion(
         .enumerate()
         .map(|(i, v)| (v / count[i % (g * g)].max(1) as f64) as f32)
         .collect();
-    Ok(Tensor::from_vec(maps, (k, g * g), model.device())?)
+    Ok((
+        Tensor::from_vec(maps, (k, g * g), model.device())?,
+        embedding,
+    ))
 }

@@ -4,6 +4,7 @@
 //! of disease.
 
 mod colormap_tables;
+pub mod faithfulness;
 pub mod gallery;
 pub mod geometry;
 pub mod grad;

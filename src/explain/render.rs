@@ -5,7 +5,7 @@
 //! label's overlay, captioned with the label and its score.
 
 use super::colormap_tables::{INFERNO, JET, VIRIDIS};
-use super::geometry::{sample, Placement};
+use super::geometry::Placement;
 use crate::image::Image8;
 use anyhow::{Context, Result};
 use font8x8::UnicodeFonts;
@@ -21,7 +21,7 @@ pub enum Colormap {
 
 impl Colormap {
     fn rgb(self, v: f32) -> [u8; 3] {
-        let i = (v.clamp(0.0, 1.0) * 255.0).round() as usize;
+        let i = (v.clamp(0.0, 1.0) * 255.0 + 0.5) as usize;
         match self {
             Colormap::Jet => JET[i],
             Colormap::Viridis => VIRIDIS[i],
@@ -56,9 +56,19 @@ impl Rgb {
         }
     }
 
+    /// As PNG with fast compression: a folder of overlays is written at the model's pace,
+    /// not the encoder's (best compression took a quarter of a second per megapixel).
     pub fn save(&self, path: &Path) -> Result<()> {
-        image::save_buffer(
-            path,
+        use image::codecs::png::{CompressionType, FilterType, PngEncoder};
+        use image::ImageEncoder;
+        let file = std::fs::File::create(path)
+            .with_context(|| format!("cannot create {}", path.display()))?;
+        PngEncoder::new_with_quality(
+            std::io::BufWriter::new(file),
+            CompressionType::Fast,
+            FilterType::Sub,
+        )
+        .write_image(
             &self.data,
             self.width as u32,
             self.height as u32,
@@ -96,26 +106,43 @@ pub struct Overlay {
     pub range: (f32, f32),
 }
 
-/// `map` [grid * grid] over `img` at `alpha`, normalised to its own range.
+/// `map` [grid * grid] over `img` at `alpha`, normalised to its own range. Bilinear
+/// upsampling is separable: each column's and each row's place on the grid is computed once.
 pub fn overlay(img: &Rgb, map: &[f32], at: &Placement, cmap: Colormap, alpha: f32) -> Overlay {
     let grid = at.grid();
     let (lo, hi) = map
         .iter()
         .fold((f32::MAX, f32::MIN), |(a, b), &v| (a.min(v), b.max(v)));
     let span = if hi > lo { hi - lo } else { 1.0 };
+    let norm: Vec<f32> = map.iter().map(|v| (v - lo) / span).collect();
+    // (first cell, second cell, weight of the second), or None where not looked at.
+    let weights = |g: Option<f64>| -> Option<(usize, usize, f32)> {
+        let g = g?.clamp(0.0, (grid - 1) as f64);
+        let a = g.floor() as usize;
+        Some((a, (a + 1).min(grid - 1), (g - a as f64) as f32))
+    };
+    let cols: Vec<_> = (0..img.width).map(|x| weights(at.col(x))).collect();
+    let rows: Vec<_> = (0..img.height).map(|y| weights(at.row(y))).collect();
     let mut data = img.data.clone();
-    for y in 0..img.height {
-        for x in 0..img.width {
-            let px = &mut data[(y * img.width + x) * 3..][..3];
-            match at.to_grid(x, y) {
-                Some(g) => {
-                    let c = cmap.rgb((sample(map, grid, g) - lo) / span);
+    let mut line = vec![0f32; grid];
+    for (y, row) in rows.iter().enumerate() {
+        let out = &mut data[y * img.width * 3..(y + 1) * img.width * 3];
+        if let Some((r0, r1, fr)) = row {
+            for (c, v) in line.iter_mut().enumerate() {
+                *v = norm[r0 * grid + c] * (1.0 - fr) + norm[r1 * grid + c] * fr;
+            }
+        }
+        for (x, px) in out.chunks_exact_mut(3).enumerate() {
+            match (row, cols[x]) {
+                (Some(_), Some((c0, c1, fc))) => {
+                    let v = line[c0] * (1.0 - fc) + line[c1] * fc;
+                    let c = cmap.rgb(v);
                     for (p, c) in px.iter_mut().zip(c) {
-                        *p = (f32::from(*p) * (1.0 - alpha) + f32::from(c) * alpha).round() as u8;
+                        *p = (f32::from(*p) * (1.0 - alpha) + f32::from(c) * alpha + 0.5) as u8;
                     }
                 }
                 // Not looked at: dimmed, with a diagonal hatch every 12 pixels.
-                None => {
+                _ => {
                     let hatch = (x + y) % 12 < 2;
                     px.iter_mut().for_each(|p| {
                         *p = if hatch {
@@ -140,6 +167,7 @@ pub fn overlay(img: &Rgb, map: &[f32], at: &Placement, cmap: Colormap, alpha: f3
 
 const PANEL: usize = 320;
 const CAPTION: usize = 44;
+const FOOTER: usize = 12;
 
 /// The original beside each overlay, `PANEL` pixels high, each captioned (two lines).
 pub fn strip(original: &Rgb, panels: &[(&Rgb, String, String)]) -> Rgb {
@@ -152,7 +180,7 @@ pub fn strip(original: &Rgb, panels: &[(&Rgb, String, String)]) -> Rgb {
         .collect();
     let gap = 6;
     let width = scaled.iter().map(|(p, _, _)| p.width + gap).sum::<usize>() + gap;
-    let height = PANEL + CAPTION + 2 * gap;
+    let height = PANEL + CAPTION + FOOTER + 2 * gap;
     let mut out = Rgb {
         width,
         height,
@@ -165,18 +193,28 @@ pub fn strip(original: &Rgb, panels: &[(&Rgb, String, String)]) -> Rgb {
             let at = ((gap + y) * width + x0) * 3;
             out.data[at..at + src.len()].copy_from_slice(src);
         }
-        text(&mut out, x0, gap + PANEL + 6, line1, p.width);
-        text(&mut out, x0, gap + PANEL + 6 + 18, line2, p.width);
+        text(&mut out, x0, gap + PANEL + 6, line1, p.width, 2);
+        text(&mut out, x0, gap + PANEL + 6 + 18, line2, p.width, 2);
         x0 += p.width + gap;
     }
+    // The picture travels without the page around it: it says what it is itself.
+    let long = "model explanation, not localisation of disease; each map scaled to its own range; research use only";
+    let short = "model explanation, not localisation of disease";
+    let note = if long.len() * 8 <= width - 2 * gap {
+        long
+    } else {
+        short
+    };
+    text(&mut out, gap, height - gap - 9, note, width - 2 * gap, 1);
     out
 }
 
-/// Black 8x8 glyphs drawn at twice their size, cut at `max_width` pixels; characters the font
-/// lacks are drawn as `?`.
-fn text(img: &mut Rgb, x0: usize, y0: usize, s: &str, max_width: usize) {
+/// Black 8x8 glyphs drawn at `scale` times their size, cut at `max_width` pixels; characters
+/// the font lacks are drawn as `?`.
+fn text(img: &mut Rgb, x0: usize, y0: usize, s: &str, max_width: usize, scale: usize) {
     let fonts = (font8x8::BASIC_FONTS, font8x8::LATIN_FONTS);
-    for (i, ch) in s.chars().take(max_width / 16).enumerate() {
+    let step = 8 * scale;
+    for (i, ch) in s.chars().take(max_width / step).enumerate() {
         let glyph = fonts
             .0
             .get(ch)
@@ -186,8 +224,8 @@ fn text(img: &mut Rgb, x0: usize, y0: usize, s: &str, max_width: usize) {
         for (gy, bits) in glyph.iter().enumerate() {
             for gx in 0..8 {
                 if bits >> gx & 1 == 1 {
-                    for (dy, dx) in [(0, 0), (0, 1), (1, 0), (1, 1)] {
-                        let (x, y) = (x0 + i * 16 + gx * 2 + dx, y0 + gy * 2 + dy);
+                    for (dy, dx) in (0..scale).flat_map(|a| (0..scale).map(move |b| (a, b))) {
+                        let (x, y) = (x0 + i * step + gx * scale + dx, y0 + gy * scale + dy);
                         if x < img.width && y < img.height {
                             img.data[(y * img.width + x) * 3..][..3].fill(0);
                         }

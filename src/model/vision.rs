@@ -46,6 +46,16 @@ impl VisionTransformer {
             .try_fold(x, |x, b| b.forward(&x, None))
     }
 
+    /// The features of a residual stream entering block `from` ([B, T, width]): the rest of
+    /// the tower, exactly as `forward` runs it.
+    pub fn forward_from(&self, x: &Tensor, from: usize) -> Result<Tensor> {
+        let x = self.transformer.blocks()[from..]
+            .iter()
+            .try_fold(x.clone(), |x, b| b.forward(&x, None))?;
+        let cls = self.ln_post.forward(&x.narrow(1, 0, 1)?.squeeze(1)?)?;
+        cls.matmul(&self.proj)
+    }
+
     /// The blocks, ln_post and proj, for `explain`.
     pub fn head(
         &self,

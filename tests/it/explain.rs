@@ -281,6 +281,14 @@ fn a_folder_gives_rows_overlays_strips_raw_maps_and_a_page_whose_links_resolve()
         "strip (link + img) and two overlays per good image"
     );
     assert!(page.contains("not localisation of disease"));
+    assert!(
+        page.trim_end().ends_with("</html>"),
+        "the page was finished"
+    );
+    assert!(
+        !d.join("out/.index.html.partial").exists(),
+        "the page was renamed into place"
+    );
     // Scores are exactly classify's at the same batch size.
     let c = wx(
         d,
@@ -450,6 +458,84 @@ fn grid_cells_land_where_the_crop_put_them() {
                     && (by1 as i64 - (r * 14 + 13) as i64).abs() <= 1,
                 "{what}"
             );
+        }
+    }
+}
+
+/// Deletion and insertion areas against a random order, averaged over images x labels, on the
+/// tiny models (printed with --nocapture; the README reports them).
+#[test]
+fn maps_are_more_faithful_than_a_random_order() {
+    use whyxray::explain::faithfulness::{areas, order_of, random_order};
+    let images = [
+        "../shared/data/xray/png/nih_00000001_000_1024.png",
+        "../shared/data/xray/png/wikimedia_chest_xray_pa_3-8-2010.png",
+        "../shared/data/xray/png/nih_00000013_003_1024.png",
+        "../shared/data/xray/jpeg/siim_chest_1024_gray_nojfif.jpg",
+    ];
+    let labels = ["enlarged heart", "pleural effusion", "no finding"];
+    for name in ["tiny-gelu-p14", "tiny-quickgelu-p32-squash"] {
+        let model = load(&model_dir(name));
+        let s = model.config.preprocess.size;
+        let pos: Vec<Vec<Vec<f32>>> = labels
+            .iter()
+            .map(|l| vec![texts(&model, &[l.to_string()]).remove(0)])
+            .collect();
+        let targets = Targets::new(&pos, None, Ensemble::MeanEmbedding, 100.0, false);
+        for (key, method) in [
+            ("gae", Method::Gae { layers: 1 }),
+            ("gradcam", Method::GradCam),
+            (
+                "occlusion",
+                Method::Occlusion {
+                    window: 1,
+                    stride: 1,
+                },
+            ),
+        ] {
+            let (mut del, mut ins, mut rdel, mut rins, mut n) = (0.0, 0.0, 0.0, 0.0, 0.0);
+            for (i, img) in images.iter().enumerate() {
+                let pixels = preprocess(
+                    &decode_file(&root().join(img)).unwrap(),
+                    &model.config.preprocess,
+                );
+                let t = Tensor::from_vec(pixels.clone(), (3, s, s), &Device::Cpu).unwrap();
+                let maps: Vec<Vec<f32>> = explain(&model, &t, &targets, method)
+                    .unwrap()
+                    .flatten_from(1)
+                    .unwrap()
+                    .to_vec2()
+                    .unwrap();
+                for (l, map) in maps.iter().enumerate() {
+                    let (d, a) = areas(&model, &pixels, &targets, l, &order_of(map), 8).unwrap();
+                    let (rd, ra) = areas(
+                        &model,
+                        &pixels,
+                        &targets,
+                        l,
+                        &random_order(map.len(), (i * 10 + l) as u64),
+                        8,
+                    )
+                    .unwrap();
+                    (del, ins, rdel, rins, n) = (del + d, ins + a, rdel + rd, rins + ra, n + 1.0);
+                }
+            }
+            println!(
+                "{name} {key}: deletion {:.3} (random {:.3}), insertion {:.3} (random {:.3})",
+                del / n,
+                rdel / n,
+                ins / n,
+                rins / n
+            );
+            // Occlusion is faithful by construction; the gradient methods are what they are on
+            // random tiny weights (their maps match the reference implementations above),
+            // reported in the README rather than asserted.
+            if key == "occlusion" {
+                assert!(
+                    del < rdel && ins > rins,
+                    "{name} {key}: deletion {del} vs {rdel}, insertion {ins} vs {rins}"
+                );
+            }
         }
     }
 }

@@ -5,6 +5,9 @@
 #
 #   WHYXRAY=path/to/cuda/whyxray BENCH=path/to/cuda/bench bench/gpu.sh [WORKDIR]
 #
+# On a lent GPU machine without cargo or open_clip: bench/gpu-pack.sh here, then
+# `bash gpu-pack/run.sh` there (it sets the library path and installs the wheels).
+#
 # Both binaries are built elsewhere with `cargo build --release --features cuda --bin whyxray
 # --example bench` (the machine with the GPU needs no cargo). Python needs torch with CUDA and
 # open_clip (pip install open_clip_torch, or wheels: see the README). Well under 5 minutes on
@@ -12,6 +15,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 work=${1:-/tmp/whyxray-gpu-bench}
+table=${GPU_TABLE:-$work/gpu-table.md}  # the table, also on stdout
+start=$(date +%s)
 py=${PYTHON:-python3}
 bin=${WHYXRAY:-target/release/whyxray}
 bench=${BENCH:-target/release/examples/bench}
@@ -65,6 +70,8 @@ summary=$($bin classify "$jpgs" -m "$model" --device cuda --batch-size 256 \
     -l "enlarged heart,pleural effusion,no finding" -o "$work/e2e.csv" 2>&1 | grep 'images/s')
 e2e=$(echo "$summary" | sed -n 's/.*(\([0-9.]*\) images\/s).*/\1/p')
 
+{
+echo "## bench/gpu.sh, $(date -u +%Y-%m-%d), commit $(git rev-parse --short HEAD 2>/dev/null || echo unknown)"
 echo
 echo "$pyj" | $py -c "import json,sys; d=json.load(sys.stdin); print('torch', d['torch'], 'open_clip', d['open_clip'], d['gpu'])"
 printf '\n| measure | whyxray | PyTorch + open_clip | ratio | target |\n|---|---|---|---|---|\n'
@@ -76,3 +83,5 @@ printf '| image tower bf16, batch 1 (img/s) | %s | %s | %s | |\n' "$ours_b1" "$(
 printf '| text tower f16 vs AMP fp16, 256 texts (texts/s) | %s | %s | %s | |\n' "$ours_text" "$(pyv text_amp_fp16_b256)" "$(r "$ours_text" "$(pyv text_amp_fp16_b256)")"
 printf '\n| parity | value | target | |\n|---|---|---|---|\n%s\n' "$parity"
 printf '\nend to end (%s): %s images/s (target >= 1500); decode + preprocess alone on %s threads: %s images/s\n' "$summary" "$e2e" "$(nproc)" "$decode"
+printf '\nwhole script: %s s\n' "$(( $(date +%s) - start ))"
+} | tee "$table"

@@ -74,7 +74,13 @@ pub struct GlobalArgs {
     pub offline: bool,
     /// Where the model runs: auto (a GPU when built with CUDA and one is present), cpu,
     /// cuda or cuda:N.
-    #[arg(long, global = true, default_value = "auto", help_heading = "Model")]
+    #[arg(
+        long,
+        global = true,
+        default_value = "auto",
+        env = "WHYXRAY_DEVICE",
+        help_heading = "Model"
+    )]
     pub device: String,
     /// Weights and activations: f32, f16 or bf16 [default: bf16 on CUDA, f32 on CPU].
     /// Normalisation, cosines and softmax are float32 whatever it is.

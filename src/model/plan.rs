@@ -68,7 +68,7 @@ fn select_device(choice: &DeviceChoice, printer: &Printer) -> Result<Device> {
     match choice {
         DeviceChoice::Cpu => Ok(Device::Cpu),
         DeviceChoice::Auto if !candle_core::utils::cuda_is_available() => Ok(Device::Cpu),
-        DeviceChoice::Auto => match Device::new_cuda(0) {
+        DeviceChoice::Auto => match new_cuda(0) {
             Ok(d) => Ok(d),
             Err(e) => {
                 printer.detail(format_args!("no usable GPU ({e}); running on the CPU"));
@@ -79,8 +79,34 @@ fn select_device(choice: &DeviceChoice, printer: &Printer) -> Result<Device> {
             "--device cuda: this whyxray was built without CUDA support (CPU only); rebuild \
              with `cargo build --release --features cuda`, or use --device cpu or auto"
         ),
-        DeviceChoice::Cuda(n) => Device::new_cuda(*n)
-            .with_context(|| format!("--device cuda:{n}: no usable CUDA device {n}")),
+        DeviceChoice::Cuda(n) => {
+            new_cuda(*n).with_context(|| format!("--device cuda:{n}: no usable CUDA device {n}"))
+        }
+    }
+}
+
+/// GPU `n`. cudarc loads the driver and cuBLAS/cuRAND on first use and panics when one cannot
+/// be loaded (a CUDA build on a machine without the NVIDIA driver, or without the CUDA
+/// libraries on the library path): that becomes an error naming what is missing.
+fn new_cuda(n: usize) -> Result<Device> {
+    let hook = std::panic::take_hook();
+    std::panic::set_hook(Box::new(|_| {}));
+    let made = std::panic::catch_unwind(|| Device::new_cuda(n));
+    std::panic::set_hook(hook);
+    match made {
+        Ok(device) => Ok(device?),
+        Err(panic) => {
+            let why = panic
+                .downcast_ref::<String>()
+                .cloned()
+                .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+                .unwrap_or_default();
+            bail!(
+                "the CUDA libraries could not be loaded: {why}. The NVIDIA driver (libcuda.so) \
+                 must be installed, and libcublas, libcublasLt, libcurand and libcudart (CUDA 13) \
+                 on the library path (LD_LIBRARY_PATH)"
+            )
+        }
     }
 }
 

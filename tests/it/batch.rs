@@ -2,6 +2,7 @@
 //! SIGKILL, shards whose union is the full run, npy streaming with its sidecar, whole lines only.
 
 use crate::support::*;
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 
@@ -126,7 +127,8 @@ fn shards_union_is_the_full_run() {
 #[test]
 fn output_is_in_input_order_whatever_the_thread_count() {
     let tmp = tempfile::tempdir().unwrap();
-    dataset(tmp.path(), 40);
+    let mut paths = dataset(tmp.path(), 40);
+    paths.sort(); // directories are walked in name order
     let d = tmp.path().to_str().unwrap();
     let one = stdout(&run(&mut classify_cmd(&[
         d,
@@ -151,7 +153,25 @@ fn output_is_in_input_order_whatever_the_thread_count() {
             .map(|l| l.split(',').next().unwrap().to_string())
             .collect::<Vec<_>>()
     };
-    assert_eq!(files(&one), files(&many));
+    let want: Vec<String> = std::iter::once("file".to_string())
+        .chain(paths.iter().map(|p| p.display().to_string()))
+        .collect();
+    assert_eq!(files(&one), want, "input order at -j 1");
+    assert_eq!(files(&many), want, "input order at -j 8");
+    // And the same rows, not only the same file column: the scores of each file agree (batch
+    // sizes 1 and 16 may differ in the last float32 bits), errors are the same.
+    for (a, b) in one.lines().zip(many.lines()).skip(1) {
+        let (a, b): (Vec<&str>, Vec<&str>) = (a.split(',').collect(), b.split(',').collect());
+        assert_eq!(a.len(), b.len());
+        assert_eq!(a[3], b[3], "error column");
+        for i in 1..3 {
+            if let (Ok(x), Ok(y)) = (a[i].parse::<f64>(), b[i].parse::<f64>()) {
+                assert!((x - y).abs() <= 1e-6, "{a:?} vs {b:?}");
+            } else {
+                assert_eq!(a[i], b[i]);
+            }
+        }
+    }
 }
 
 /// Kills a run with SIGKILL part-way (checking, while it runs, that the file only ever holds
@@ -161,37 +181,42 @@ fn resume_after_sigkill_gives_every_input_exactly_once() {
     let tmp = tempfile::tempdir().unwrap();
     let data = tmp.path().join("data");
     let n = 400;
-    dataset(&data, n);
+    let paths = dataset(&data, n);
     let d = data.to_str().unwrap();
     let out = tmp.path().join("scores.csv");
     let o = out.to_str().unwrap();
-    let mut child = classify_cmd(&[d, "-o", o, "--batch-size", "4", "-j", "1"])
+    // The first run reads its paths from stdin, given 40 of the 400 and never the rest: it
+    // cannot finish before it is killed, however slow or fast the machine.
+    let mut child = classify_cmd(&["-", "-o", o, "--batch-size", "4", "-j", "1"])
+        .stdin(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    let mut seen_partial = false;
+    let mut feed = child.stdin.take().unwrap();
+    for p in paths.iter().take(40) {
+        writeln!(feed, "{}", p.display()).unwrap();
+    }
+    feed.flush().unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(300);
     loop {
         let text = std::fs::read_to_string(&out).unwrap_or_default();
         assert!(
             text.is_empty() || text.ends_with('\n'),
             "a reader saw half a line"
         );
-        let lines = text.lines().count();
-        if lines > 40 {
-            seen_partial = lines < n + 1;
+        if text.lines().count() > 20 {
             break;
         }
-        if child.try_wait().unwrap().is_some() {
-            break;
-        }
+        assert!(child.try_wait().unwrap().is_none(), "the run ended early");
+        assert!(std::time::Instant::now() < deadline, "no rows in 300 s");
         std::thread::sleep(std::time::Duration::from_millis(5));
     }
     child.kill().unwrap(); // SIGKILL
     child.wait().unwrap();
-    assert!(
-        seen_partial,
-        "the run finished before it could be killed; make the dataset larger"
-    );
+    drop(feed);
+    let written = std::fs::read_to_string(&out).unwrap();
+    assert!(written.ends_with('\n'), "a killed run left half a line");
+    assert!(written.lines().count() <= 41, "only the 40 paths given");
 
     let resumed = run(&mut classify_cmd(&[
         d,
@@ -300,10 +325,10 @@ fn embed_npy_streams_rows_with_a_sidecar() {
 fn ctrl_c_stops_after_writing_whole_rows_with_exit_130() {
     let tmp = tempfile::tempdir().unwrap();
     let data = tmp.path().join("data");
-    dataset(&data, 400);
+    let paths = dataset(&data, 400);
     let out = tmp.path().join("scores.jsonl");
     let args = [
-        data.to_str().unwrap(),
+        "-",
         "-o",
         out.to_str().unwrap(),
         "--format",
@@ -313,17 +338,30 @@ fn ctrl_c_stops_after_writing_whole_rows_with_exit_130() {
         "-j",
         "1",
     ];
-    let mut child = classify_cmd(&args).stderr(Stdio::piped()).spawn().unwrap();
+    // Paths come on stdin, 40 of them first: the signal lands while the run is still open,
+    // however fast the machine; 4 more after it give the run a batch to stop after.
+    let mut child = classify_cmd(&args)
+        .stdin(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut feed = child.stdin.take().unwrap();
+    let give = |feed: &mut std::process::ChildStdin, ps: &[PathBuf]| {
+        for p in ps {
+            writeln!(feed, "{}", p.display()).unwrap();
+        }
+        feed.flush().unwrap();
+    };
+    give(&mut feed, &paths[..40]);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(300);
     while std::fs::read_to_string(&out)
         .unwrap_or_default()
         .lines()
         .count()
         < 20
     {
-        assert!(
-            child.try_wait().unwrap().is_none(),
-            "finished before the interrupt"
-        );
+        assert!(child.try_wait().unwrap().is_none(), "the run ended early");
+        assert!(std::time::Instant::now() < deadline, "no rows in 300 s");
         std::thread::sleep(std::time::Duration::from_millis(5));
     }
     let pid = child.id().to_string();
@@ -332,6 +370,8 @@ fn ctrl_c_stops_after_writing_whole_rows_with_exit_130() {
         .status()
         .unwrap()
         .success());
+    give(&mut feed, &paths[40..44]);
+    drop(feed);
     let done = child.wait_with_output().unwrap();
     assert_eq!(done.status.code(), Some(130), "{}", stderr(&done));
     assert!(stderr(&done).contains("interrupted"));
@@ -342,7 +382,7 @@ fn ctrl_c_stops_after_writing_whole_rows_with_exit_130() {
         .map(|l| serde_json::from_str(l).unwrap())
         .collect();
     assert!(
-        rows.len() >= 20 && rows.len() < 400 && rows.len() % 4 == 0,
+        rows.len() >= 20 && rows.len() <= 44 && rows.len() % 4 == 0,
         "{} rows",
         rows.len()
     );

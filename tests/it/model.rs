@@ -8,10 +8,14 @@ use whyxray::model::{config::OpenClipConfig, Clip};
 use whyxray::score::{normalised_rows, probabilities};
 use whyxray::source::LOCAL_WEIGHTS;
 
-/// f32 noise is far below these; a GELU<->QuickGELU swap moves these tiny models by
-/// 1 - cos >= 3.4e-6 and rel_l2 >= 2.6e-3 (expected.json "sensitivity").
-const MAX_ONE_MINUS_COS: f64 = 1e-6;
+/// About 10x what is measured (2026-12: max 1-cos 9.1e-11, max rel_l2 1.4e-5 over the three
+/// tiny models, images and texts), so a regression of an order of magnitude fails; a
+/// GELU<->QuickGELU swap moves these tiny models by 1 - cos >= 3.4e-6 and rel_l2 >= 2.6e-3
+/// (expected.json "sensitivity").
+const MAX_ONE_MINUS_COS: f64 = 1e-9;
 const MAX_REL_L2: f64 = 1e-4;
+/// Probabilities: measured max |diff| 1.04e-5 against open_clip (float32 softmax at scale 100).
+const MAX_PROB_DIFF: f32 = 5e-5;
 
 fn load(dir: &std::path::Path) -> Clip {
     let cfg = OpenClipConfig::from_file(&dir.join("open_clip_config.json")).unwrap();
@@ -115,7 +119,7 @@ fn end_to_end_embeddings_and_probabilities() {
                 let got_p = probabilities(got, &text, scale);
                 let d = max_abs_diff(&got_p, &matrix(&e[key])[*i]);
                 worst_prob = worst_prob.max(d);
-                assert!(d <= 1e-4, "{name} {n} {key}: |dp| {d:e}");
+                assert!(d <= MAX_PROB_DIFF, "{name} {n} {key}: |dp| {d:e}");
             }
         }
     }

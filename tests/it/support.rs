@@ -129,6 +129,9 @@ pub fn whyxray() -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_whyxray"));
     cmd.env("HF_HUB_CACHE", root().join("target/empty-hub-cache"))
         .env("HF_HUB_OFFLINE", "1")
+        // Parity is checked against CPU float32: a CUDA build on a machine with a GPU would
+        // otherwise run the tests there in bf16. A test that wants a GPU passes --device.
+        .env("WHYXRAY_DEVICE", "cpu")
         .env("WHYXRAY_CACHE", root().join("target/test-whyxray-cache"))
         .env_remove("HF_HOME")
         .stdin(Stdio::null());

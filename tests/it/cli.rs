@@ -635,3 +635,106 @@ fn window_option_none_refuses_high_bit_data_and_percentile_works() {
     let bad = classify(&m, &[png16, "-l", "a,b", "--window", "percentile:99,1"]);
     assert_eq!(bad.status.code(), Some(2));
 }
+
+/// `--logit-scale 50`: the softmax of 50 x the cosines of open_clip's own normalised image and
+/// text embeddings (expected.json), and `--labels-file` gives the same rows as `--labels`.
+#[test]
+fn a_numeric_logit_scale_and_a_labels_file() {
+    let m = "tiny-gelu-p14";
+    let e = model_expected(m);
+    let (_, _, i) = images(m)
+        .into_iter()
+        .find(|(n, _, _)| n == "nih_00000001_000.png")
+        .unwrap();
+    let img = &matrix(&e["image_embeddings"])[i];
+    let logits: Vec<f64> = matrix(&e["text_embeddings"])
+        .iter()
+        .map(|t| {
+            50.0 * t
+                .iter()
+                .zip(img)
+                .map(|(a, b)| f64::from(a * b))
+                .sum::<f64>()
+        })
+        .collect();
+    let top = logits.iter().cloned().fold(f64::MIN, f64::max);
+    let z: f64 = logits.iter().map(|l| (l - top).exp()).sum();
+    let want: Vec<f32> = logits
+        .iter()
+        .map(|l| ((l - top).exp() / z) as f32)
+        .collect();
+
+    let tmp = tempfile::tempdir().unwrap();
+    let list = tmp.path().join("labels.txt");
+    std::fs::write(&list, labels(m).replace(',', "\n") + "\n").unwrap();
+    let by_flag = classify(
+        &model_dir(m),
+        &[
+            PNG,
+            "--labels",
+            &labels(m),
+            "--format",
+            "csv",
+            "--logit-scale",
+            "50",
+        ],
+    );
+    let by_file = classify(
+        &model_dir(m),
+        &[
+            PNG,
+            "--labels-file",
+            list.to_str().unwrap(),
+            "--format",
+            "csv",
+            "--logit-scale",
+            "50",
+        ],
+    );
+    assert_eq!(by_flag.status.code(), Some(0), "{}", stderr(&by_flag));
+    assert_eq!(
+        stdout(&by_flag),
+        stdout(&by_file),
+        "--labels-file = --labels"
+    );
+    let text = stdout(&by_flag);
+    assert_eq!(text.lines().count(), 2, "{text}");
+    let got: Vec<f32> = text
+        .lines()
+        .nth(1)
+        .unwrap()
+        .split(',')
+        .skip(1)
+        .take(want.len())
+        .map(|v| v.parse().unwrap())
+        .collect();
+    // float32 noise of the embeddings, as for scale 100 (measured 1e-5 there).
+    assert!(max_abs_diff(&got, &want) <= 5e-5, "{got:?} vs {want:?}");
+}
+
+/// HF_HUB_OFFLINE as huggingface_hub reads it: ON, YES and TRUE in any case mean offline.
+#[test]
+fn hf_hub_offline_spellings() {
+    let empty = tempfile::tempdir().unwrap();
+    // A hub that would answer: offline means it is never asked.
+    let hub = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    hub.set_nonblocking(true).unwrap();
+    for v in ["ON", "yes", "True", "1"] {
+        let mut cmd = whyxray();
+        cmd.current_dir(root())
+            .env("HF_HUB_CACHE", empty.path())
+            .env(
+                "HF_ENDPOINT",
+                format!("http://{}", hub.local_addr().unwrap()),
+            )
+            .env("HF_HUB_OFFLINE", v)
+            .args(["classify", PNG, "-l", "a,b"]);
+        let out = run(&mut cmd);
+        assert_eq!(out.status.code(), Some(2), "{v}");
+        assert!(stderr(&out).contains("offline"), "{v}: {}", stderr(&out));
+        assert!(
+            matches!(hub.accept(), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock),
+            "HF_HUB_OFFLINE={v} connected to the hub"
+        );
+    }
+}

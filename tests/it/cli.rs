@@ -738,3 +738,37 @@ fn hf_hub_offline_spellings() {
         );
     }
 }
+
+/// `--max-megapixels`: an image over the limit is an error row naming its size and the
+/// option; the others are scored (exit 1).
+#[test]
+fn max_megapixels_refuses_only_the_large_image() {
+    let m = "tiny-gelu-p14";
+    let out = classify(
+        &model_dir(m),
+        &[
+            PNG,
+            PNG2,
+            "-l",
+            "a,b",
+            "--format",
+            "csv",
+            "--max-megapixels",
+            "0.5",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let text = stdout(&out);
+    let rows: Vec<&str> = text.lines().collect();
+    assert_eq!(rows.len(), 3, "{text}");
+    assert!(
+        rows[1].starts_with(&format!("{PNG},,,"))
+            && rows[1]
+                .contains("1024 x 1024 pixels, over the 0.5-megapixel limit (--max-megapixels)"),
+        "{text}"
+    );
+    assert!(
+        rows[2].starts_with(PNG2) && rows[2].ends_with(','),
+        "{text}"
+    );
+}

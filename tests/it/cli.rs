@@ -772,3 +772,90 @@ fn max_megapixels_refuses_only_the_large_image() {
         "{text}"
     );
 }
+
+/// The conversion cache of a `.bin` checkpoint goes to `$WHYXRAY_CACHE`, else
+/// `$XDG_CACHE_HOME/whyxray`, else `~/.cache/whyxray` (README, "Models, the cache").
+#[test]
+fn the_cache_falls_back_to_xdg_then_home() {
+    let bin_only = model_dir("tiny-quickgelu-p32-squash");
+    let (xdg, home) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let with = |cmd: &mut std::process::Command| {
+        cmd.current_dir(root())
+            .env_remove("WHYXRAY_CACHE")
+            .args(["classify", PNG, "-l", "a,b", "-q", "-m"])
+            .arg(&bin_only);
+        let out = run(cmd);
+        assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    };
+    with(
+        whyxray()
+            .env("XDG_CACHE_HOME", xdg.path())
+            .env("HOME", home.path()),
+    );
+    assert!(xdg.path().join("whyxray/converted").is_dir());
+    assert!(
+        !home.path().join(".cache").exists(),
+        "XDG_CACHE_HOME wins over HOME"
+    );
+    with(
+        whyxray()
+            .env_remove("XDG_CACHE_HOME")
+            .env("HOME", home.path()),
+    );
+    assert!(home.path().join(".cache/whyxray/converted").is_dir());
+}
+
+/// `inspect` names a file it cannot read and exits 1, describing the others.
+#[test]
+fn inspect_exits_1_when_a_file_fails() {
+    let tmp = tempfile::tempdir().unwrap();
+    let junk = tmp.path().join("junk.png");
+    std::fs::write(&junk, b"not an image").unwrap();
+    let mut cmd = whyxray();
+    cmd.current_dir(root())
+        .args(["inspect", "--format", "jsonl"])
+        .arg(&junk)
+        .arg(PNG);
+    let out = run(&mut cmd);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let rows: Vec<serde_json::Value> = stdout(&out)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(rows.len(), 2);
+    assert!(rows[0]["error"]
+        .as_str()
+        .unwrap()
+        .contains("not a PNG, JPEG, TIFF or DICOM"));
+    assert_eq!(rows[1]["file"], PNG);
+    assert!(rows[1]["error"].is_null());
+    assert!(stderr(&out).contains("junk.png"));
+}
+
+/// `--dtype bf16` on the CLI runs the model in bf16: near open_clip's float32 probabilities,
+/// but not bit-equal to the float32 run (so the option is not ignored).
+#[test]
+fn dtype_on_the_command_line_is_applied() {
+    let m = "tiny-gelu-p14";
+    let l = labels(m);
+    let args = |dt: &'static str| vec![PNG, "--labels", &l, "--format", "csv", "--dtype", dt];
+    let f32_ = classify(&model_dir(m), &args("f32"));
+    let bf16 = classify(&model_dir(m), &args("bf16"));
+    assert_eq!(bf16.status.code(), Some(0), "{}", stderr(&bf16));
+    assert_ne!(
+        stdout(&f32_),
+        stdout(&bf16),
+        "bf16 gave float32's exact output"
+    );
+    let got: Vec<f32> = stdout(&bf16)
+        .lines()
+        .nth(1)
+        .unwrap()
+        .split(',')
+        .skip(1)
+        .take(expected_row(m, "nih_00000001_000.png").len())
+        .map(|v| v.parse().unwrap())
+        .collect();
+    let d = max_abs_diff(&got, &expected_row(m, "nih_00000001_000.png"));
+    assert!(d <= 0.05, "bf16 probabilities {got:?}: |dp| {d}");
+}

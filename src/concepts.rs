@@ -123,18 +123,24 @@ impl Stats {
 
     /// `(cos - mean) / std`; a concept that never varied in the reference set gets 0.
     pub fn z(&self, cosines: &[f32]) -> Vec<f64> {
-        cosines
-            .iter()
-            .zip(self.mean.iter().zip(&self.std))
-            .map(|(&c, (m, s))| {
-                if *s > 0.0 {
-                    (f64::from(c) - m) / s
-                } else {
-                    0.0
-                }
-            })
-            .collect()
+        z_scores(cosines, &self.mean, &self.std)
     }
+}
+
+/// `(cos - mean) / std` per concept; a concept that never varied (std 0) gets 0. Shared by
+/// `concepts --top` and concept probes, which must standardise alike.
+pub fn z_scores(cosines: &[f32], mean: &[f64], std: &[f64]) -> Vec<f64> {
+    cosines
+        .iter()
+        .zip(mean.iter().zip(std))
+        .map(|(&c, (m, s))| {
+            if *s > 0.0 {
+                (f64::from(c) - m) / s
+            } else {
+                0.0
+            }
+        })
+        .collect()
 }
 
 /// Streaming mean and variance per concept (Welford), for `--write-stats`.

@@ -69,21 +69,14 @@ pub fn run(c: &ExplainConfig, plan: &Plan, printer: &Printer) -> Result<Outcome>
             // The pipeline ran no model: the images that decoded are explained together,
             // their embeddings coming from the same passes.
             let ok: Vec<usize> = (0..batch.len()).filter(|&i| batch[i].1.is_ok()).collect();
-            let mut explained = explain_slots(&model, &targets, c, pixels, &ok).map(|v| {
-                ok.iter()
-                    .copied()
-                    .zip(v.into_iter().map(Some))
-                    .collect::<HashMap<_, _>>()
-            });
+            // In the order of `ok`: the next one belongs to the next row that decoded.
+            let mut explained = explain_slots(&model, &targets, c, pixels, &ok).map(Vec::into_iter);
             let mut out = Vec::new();
-            for (i, (input, emb)) in batch.into_iter().enumerate() {
+            for (input, emb) in batch {
                 // A failed decode was named by the pipeline; a failure drawing the maps is named here.
                 let result = emb.and_then(|_| {
                     let done = match &mut explained {
-                        Ok(m) => m
-                            .get_mut(&i)
-                            .and_then(Option::take)
-                            .context("not explained"),
+                        Ok(next) => next.next().context("not explained"),
                         Err(e) => Err(anyhow::anyhow!("{e:#}")),
                     };
                     let stem = unique_stem(&mut stems, &input.path);
@@ -256,19 +249,11 @@ fn picture(
                 "range": [f32_json(o.range.0), f32_json(o.range.1)],
             }),
         );
-        let shown = if scores[k] >= 1e-3 || scores[k] == 0.0 {
-            format!("{:.4}", scores[k])
-        } else {
-            format!("{:.2e}", scores[k])
-        };
+        let shown = gallery::score_text(f64::from(scores[k]));
         panels.push((o.picture, label.clone(), shown));
     }
-    let refs: Vec<(&Rgb, String, String)> = panels
-        .iter()
-        .map(|(p, a, b)| (p, a.clone(), b.clone()))
-        .collect();
     let strip_name = format!("{stem}.strip.png");
-    strip(&original, &refs).save(&c.dir.join(&strip_name))?;
+    strip(&original, &panels).save(&c.dir.join(&strip_name))?;
     let top = (0..scores.len()).fold(0, |b, i| if scores[i] > scores[b] { i } else { b });
     let mut row = json!({
         "file": path,

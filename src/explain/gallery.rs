@@ -29,6 +29,15 @@ fn href(name: &str) -> String {
         .collect()
 }
 
+/// A score as the strips and the page show it: 4 decimals, or 3 significant digits below 1e-3.
+pub fn score_text(v: f64) -> String {
+    if v >= 1e-3 || v == 0.0 {
+        format!("{v:.4}")
+    } else {
+        format!("{v:.2e}")
+    }
+}
+
 /// The page, written as the run goes (one item per input, in input order) so that its memory
 /// does not grow with the number of images; it appears as `index.html` when the run ends.
 pub struct Gallery {
@@ -123,11 +132,7 @@ fn item(labels: &[String], row: &Value, strip: Option<&str>) -> String {
                 let name = m["overlay_name"].as_str().unwrap_or_default();
                 let class = if l == top { " class=\"top\"" } else { "" };
                 let v = row["scores"][l].as_f64().unwrap_or(f64::NAN);
-                let score = if v >= 1e-3 || v == 0.0 {
-                    format!("{v:.4}")
-                } else {
-                    format!("{v:.2e}")
-                };
+                let score = score_text(v);
                 s += &format!(
                     "<tr{class}><td>{}</td><td>{score}</td><td><a href=\"{}\">full size</a></td><td>{} .. {}</td></tr>\n",
                     escape(l),

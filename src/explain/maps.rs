@@ -166,17 +166,11 @@ pub struct Explained {
 
 /// The raw maps of one preprocessed image (`pixels`: [3, S, S]).
 pub fn explain(model: &Clip, pixels: &Tensor, targets: &Targets, method: Method) -> Result<Tensor> {
-    Ok(explain_all(model, pixels, targets, method)?.maps)
-}
-
-/// The raw maps and the embedding of one preprocessed image.
-pub fn explain_all(
-    model: &Clip,
-    pixels: &Tensor,
-    targets: &Targets,
-    method: Method,
-) -> Result<Explained> {
-    Ok(explain_batch(model, &pixels.unsqueeze(0)?, targets, method)?.remove(0))
+    Ok(
+        explain_batch(model, &pixels.unsqueeze(0)?, targets, method)?
+            .remove(0)
+            .maps,
+    )
 }
 
 /// Each image of a batch (`pixels`: [n, 3, S, S]) explained. The blocks before the explained
@@ -253,7 +247,7 @@ fn gradient_maps(
     let g_e = Tensor::from_vec(g, (targets.pos.len(), e.len()), device)?;
     let (d_cls, _) = cls_gradient(&trace.cls, ln_post, proj, &g_e)?;
     let grads = backward(explained, &trace, &d_cls)?;
-    let t = trace_tokens(&grads.probs[0])?;
+    let t = grads.probs[0].dim(D::Minus1)?;
     if attention {
         let k = targets.pos.len();
         let mut r = Tensor::eye(t, DType::F32, device)?
@@ -270,10 +264,6 @@ fn gradient_maps(
         let w = gr.mean(1)?; // [k, d]
         Ok(w.matmul(&act.t()?)?.relu()?)
     }
-}
-
-fn trace_tokens(a: &Tensor) -> Result<usize> {
-    Ok(a.dim(D::Minus1)?)
 }
 
 /// Occlusion maps [labels, patches]: the base score minus the score with each window of

@@ -170,7 +170,7 @@ const CAPTION: usize = 44;
 const FOOTER: usize = 12;
 
 /// The original beside each overlay, `PANEL` pixels high, each captioned (two lines).
-pub fn strip(original: &Rgb, panels: &[(&Rgb, String, String)]) -> Rgb {
+pub fn strip(original: &Rgb, panels: &[(Rgb, String, String)]) -> Rgb {
     let scaled: Vec<(Rgb, &str, &str)> = std::iter::once((original.scaled(PANEL), "original", ""))
         .chain(
             panels

@@ -28,17 +28,7 @@ impl ConceptFeatures {
 
     /// `(cos - mean) / std` per concept (0 for a concept that never varied).
     pub fn z(&self, cosines: &[f32]) -> Vec<f64> {
-        cosines
-            .iter()
-            .zip(self.mean.iter().zip(&self.std))
-            .map(|(&c, (m, s))| {
-                if *s > 0.0 {
-                    (f64::from(c) - m) / s
-                } else {
-                    0.0
-                }
-            })
-            .collect()
+        crate::concepts::z_scores(cosines, &self.mean, &self.std)
     }
 }
 

@@ -9,19 +9,8 @@ use candle_core::{Device, Tensor};
 use serde_json::Value;
 use whyxray::explain::maps::{explain, Method, Targets};
 use whyxray::image::{decode_file, preprocess};
-use whyxray::model::{config::OpenClipConfig, Clip};
+use whyxray::model::Clip;
 use whyxray::score::Ensemble;
-use whyxray::source::LOCAL_WEIGHTS;
-
-fn load(dir: &std::path::Path) -> Clip {
-    let cfg = OpenClipConfig::from_file(&dir.join("open_clip_config.json")).unwrap();
-    let weights = LOCAL_WEIGHTS
-        .iter()
-        .map(|f| dir.join(f))
-        .find(|p| p.exists())
-        .unwrap();
-    Clip::load(cfg, &weights, &Device::Cpu).unwrap()
-}
 
 fn texts(model: &Clip, t: &[String]) -> Vec<Vec<f32>> {
     whyxray::commands::embed_texts(model, t).unwrap()

@@ -6,7 +6,6 @@ use candle_core::{Device, Tensor};
 use whyxray::image::{decode_file, preprocess};
 use whyxray::model::{config::OpenClipConfig, Clip};
 use whyxray::score::{normalised_rows, probabilities};
-use whyxray::source::LOCAL_WEIGHTS;
 
 /// About 10x what is measured (2026-12: max 1-cos 9.1e-11, max rel_l2 1.4e-5 over the three
 /// tiny models, images and texts), so a regression of an order of magnitude fails; a
@@ -16,16 +15,6 @@ const MAX_ONE_MINUS_COS: f64 = 1e-9;
 const MAX_REL_L2: f64 = 1e-4;
 /// Probabilities: measured max |diff| 1.04e-5 against open_clip (float32 softmax at scale 100).
 const MAX_PROB_DIFF: f32 = 5e-5;
-
-fn load(dir: &std::path::Path) -> Clip {
-    let cfg = OpenClipConfig::from_file(&dir.join("open_clip_config.json")).unwrap();
-    let weights = LOCAL_WEIGHTS
-        .iter()
-        .map(|f| dir.join(f))
-        .find(|p| p.exists())
-        .unwrap();
-    Clip::load(cfg, &weights, &Device::Cpu).unwrap()
-}
 
 fn rows(t: &Tensor) -> Vec<Vec<f32>> {
     t.to_vec2::<f32>().unwrap()

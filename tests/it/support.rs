@@ -16,6 +16,18 @@ pub fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
+/// A local model directory (config + whichever weights file it has) loaded on the CPU.
+pub fn load(dir: &Path) -> whyxray::model::Clip {
+    let cfg = whyxray::model::config::OpenClipConfig::from_file(&dir.join("open_clip_config.json"))
+        .unwrap();
+    let weights = whyxray::source::LOCAL_WEIGHTS
+        .iter()
+        .map(|f| dir.join(f))
+        .find(|p| p.exists())
+        .unwrap();
+    whyxray::model::Clip::load(cfg, &weights, &candle_core::Device::Cpu).unwrap()
+}
+
 pub fn model_dir(name: &str) -> PathBuf {
     root().join("tests/fixtures/models").join(name)
 }

@@ -5,7 +5,10 @@
 
 tower: image tower images/s at batch 1 and 8; text: texts/s for 16 labels; load: seconds to
 read .bin and .safetensors state dicts; classify: the model card's recipe on one image (run
-from a fresh process by bench/cpu.sh, which times it from process start). Prints JSON.
+from a fresh process by bench/cpu.sh, which times it from process start); tower_bf16 and
+text_bf16: the same under torch.autocast("cpu", bfloat16) and with the model in bfloat16;
+gemm: torch's float32 and bfloat16 GEMM GFLOP/s on a ViT-L/14 MLP shape (the machine's
+ceilings). Threads: $WHYXRAY_BENCH_THREADS, else all cores. Prints JSON.
 """
 import json
 import os
@@ -30,7 +33,7 @@ def timed(fn, repeat):
 
 def main():
     model_dir, image, what = sys.argv[1:4]
-    torch.set_num_threads(os.cpu_count())
+    torch.set_num_threads(int(os.environ.get("WHYXRAY_BENCH_THREADS") or os.cpu_count()))
     out = {"threads": torch.get_num_threads(), "torch": torch.__version__, "open_clip": open_clip.__version__}
     if what == "load":
         from safetensors.torch import load_file
@@ -38,6 +41,14 @@ def main():
         out["load_safetensors_s"] = timed(lambda: load_file(st), 2)
         bin_path = os.path.join(model_dir, "open_clip_pytorch_model.bin")
         out["load_bin_s"] = timed(lambda: torch.load(bin_path, weights_only=True), 2)
+        print(json.dumps(out))
+        return
+    if what == "gemm":
+        m, k, n = 2056, 1024, 4096
+        for name, dt in [("f32", torch.float32), ("bf16", torch.bfloat16)]:
+            a, b = torch.randn(m, k, dtype=dt), torch.randn(k, n, dtype=dt)
+            best = min(timed(lambda: a @ b, 3) for _ in range(3))
+            out[f"gemm_{name}_gflops"] = 2 * m * k * n / best / 1e9
         print(json.dumps(out))
         return
     model, _, preprocess = open_clip.create_model_and_transforms("local-dir:" + model_dir)
@@ -51,6 +62,19 @@ def main():
         elif what == "text":
             ids = tokenizer(LABELS)
             out["text_16_texts_per_s"] = len(LABELS) / timed(lambda: model.encode_text(ids), 3)
+        elif what == "tower_bf16":
+            for batch, repeat in [(1, 4), (8, 2)]:
+                x = torch.randn(batch, 3, 224, 224)
+                with torch.autocast("cpu", dtype=torch.bfloat16):
+                    out[f"autocast_b{batch}_images_per_s"] = batch / timed(lambda: model.encode_image(x), repeat)
+            model = model.to(torch.bfloat16)
+            for batch, repeat in [(1, 4), (8, 2)]:
+                x = torch.randn(batch, 3, 224, 224, dtype=torch.bfloat16)
+                out[f"bf16_weights_b{batch}_images_per_s"] = batch / timed(lambda: model.encode_image(x), repeat)
+        elif what == "text_bf16":
+            ids = tokenizer(LABELS)
+            with torch.autocast("cpu", dtype=torch.bfloat16):
+                out["autocast_text_16_texts_per_s"] = len(LABELS) / timed(lambda: model.encode_text(ids), 3)
         elif what == "classify":
             from PIL import Image
             img = preprocess(Image.open(image)).unsqueeze(0)

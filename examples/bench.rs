@@ -315,6 +315,21 @@ fn gemm_ceiling(m: usize, n: usize, k: usize) -> Result<()> {
         "gemm f32 {m}x{n}x{k} on {threads} threads: {:.0} GFLOP/s (best of 3)",
         gflop / best
     );
+    // The bf16 kernels of `--dtype bf16` on this CPU, on the same shape ([N, K] weight packed).
+    let w = whyxray::model::bf16::Packed::from_rows(&vec![0.5f32; n * k], n, k);
+    for kernel in whyxray::model::bf16::available() {
+        let mut best = f64::MAX;
+        for _ in 0..3 {
+            let start = Instant::now();
+            std::hint::black_box(whyxray::model::bf16::linear(&a, m, &w, None, &kernel));
+            best = best.min(start.elapsed().as_secs_f64());
+        }
+        println!(
+            "gemm bf16 {m}x{n}x{k} on {threads} threads, kernel {}: {:.0} GFLOP/s (best of 3)",
+            kernel.name,
+            gflop / best
+        );
+    }
     Ok(())
 }
 

@@ -97,8 +97,8 @@ pub fn forward(blocks: &[ResidualAttentionBlock], x: &Tensor) -> Result<Trace> {
         let (t, d) = x.dims2()?;
         let (h, hd) = (p.heads, d / p.heads);
         let y1 = ln_forward(p.ln_1, &x)?;
-        let (wt, b) = p.in_proj.parts();
-        let qkv = dense(&y1, wt, b)?
+        let (wt, b) = p.in_proj.parts()?;
+        let qkv = dense(&y1, &wt, b)?
             .reshape((t, 3, h, hd))?
             .permute((1, 2, 0, 3))?;
         let q = (qkv.get(0)?.contiguous()? * (1.0 / (hd as f64).sqrt()))?;
@@ -106,13 +106,13 @@ pub fn forward(blocks: &[ResidualAttentionBlock], x: &Tensor) -> Result<Trace> {
         let v = qkv.get(2)?.contiguous()?;
         let a = candle_nn::ops::softmax_last_dim(&q.matmul(&k.t()?)?)?;
         let o = a.matmul(&v)?.transpose(0, 1)?.reshape((t, d))?;
-        let (wo, bo) = p.out_proj.parts();
-        let x_mid = (&x + dense(&o, wo, bo)?)?;
+        let (wo, bo) = p.out_proj.parts()?;
+        let x_mid = (&x + dense(&o, &wo, bo)?)?;
         let y2 = ln_forward(p.ln_2, &x_mid)?;
-        let (wf, bf) = p.c_fc.parts();
-        let pre = dense(&y2, wf, bf)?;
-        let (wp, bp) = p.c_proj.parts();
-        let x_out = (&x_mid + dense(&act(p.act, &pre)?, wp, bp)?)?;
+        let (wf, bf) = p.c_fc.parts()?;
+        let pre = dense(&y2, &wf, bf)?;
+        let (wp, bp) = p.c_proj.parts()?;
+        let x_out = (&x_mid + dense(&act(p.act, &pre)?, &wp, bp)?)?;
         traces.push(BlockTrace {
             x_in: x,
             y1,
@@ -155,16 +155,16 @@ pub fn backward(blocks: &[ResidualAttentionBlock], trace: &Trace, d_cls: &Tensor
         let (p, tr) = (blocks[i].parts(), &trace.blocks[i]);
         let (h, hd) = (p.heads, d / p.heads);
         // MLP: x_out = x_mid + act(fc(ln_2(x_mid))) @ Wp + bp
-        let (wp, _) = p.c_proj.parts();
-        let dg = dx_out.broadcast_matmul(&f32(wp)?.t()?)?;
+        let (wp, _) = p.c_proj.parts()?;
+        let dg = dx_out.broadcast_matmul(&f32(&wp)?.t()?)?;
         let dpre = dg.broadcast_mul(&act_grad(p.act, &tr.pre)?)?;
-        let (wf, _) = p.c_fc.parts();
-        let dy2 = dpre.broadcast_matmul(&f32(wf)?.t()?)?;
+        let (wf, _) = p.c_fc.parts()?;
+        let dy2 = dpre.broadcast_matmul(&f32(&wf)?.t()?)?;
         let dx_mid = (&dx_out + ln_backward(p.ln_2, &tr.x_mid, &dy2)?)?;
         // Attention: x_mid = x_in + (A v) @ Wo + bo
-        let (wo, _) = p.out_proj.parts();
+        let (wo, _) = p.out_proj.parts()?;
         let d_o = dx_mid
-            .broadcast_matmul(&f32(wo)?.t()?)?
+            .broadcast_matmul(&f32(&wo)?.t()?)?
             .reshape((kn, t, h, hd))?
             .transpose(1, 2)?
             .contiguous()?; // [k, h, t, hd]
@@ -181,8 +181,8 @@ pub fn backward(blocks: &[ResidualAttentionBlock], trace: &Trace, d_cls: &Tensor
         let dqkv = Tensor::stack(&[dq, dk, dv], 1)?
             .permute((0, 3, 1, 2, 4))?
             .reshape((kn, t, 3 * d))?;
-        let (wi, _) = p.in_proj.parts();
-        let dy1 = dqkv.broadcast_matmul(&f32(wi)?.t()?)?;
+        let (wi, _) = p.in_proj.parts()?;
+        let dy1 = dqkv.broadcast_matmul(&f32(&wi)?.t()?)?;
         attention[i] = da;
         if i == n - 1 {
             ln_1_grad = Some(dy1.clone());

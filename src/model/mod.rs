@@ -1,6 +1,7 @@
 //! The model: open_clip's `CLIP` (ViT image tower + text transformer) built from its config and
 //! checked state dict. Both towers return unnormalised features, as `encode_image`/`encode_text`.
 
+pub mod bf16;
 pub mod config;
 pub(crate) mod ops;
 mod params;
@@ -29,8 +30,11 @@ pub struct Clip {
     /// `exp(logit_scale)` from the checkpoint.
     logit_scale: f32,
     device: Device,
-    /// The weights' and activations' dtype; features come out as float32 whatever it is.
+    /// The activations' dtype (float32 for bf16 on the CPU, where only the linear layers'
+    /// weights are bf16); features come out as float32 whatever it is.
     dtype: DType,
+    /// The CPU bf16 GEMM kernel, when the linear layers run through it.
+    bf16_kernel: Option<bf16::Kernel>,
 }
 
 impl Clip {
@@ -56,17 +60,29 @@ impl Clip {
         dtype: DType,
     ) -> Result<Self> {
         let logit_scale = tensors["logit_scale"].to_scalar::<f32>()?.exp();
+        // bf16 on the CPU: the linear layers' weights packed for the bf16 GEMM, everything
+        // else (activations, LayerNorm, softmax, the residual stream) float32, as autocast.
+        let pack = (device.is_cpu() && dtype == DType::BF16).then(bf16::Kernel::select);
+        let act_dtype = if pack.is_some() { DType::F32 } else { dtype };
+        // Packing keeps linear weights as read (float32 or bf16, see `weights::load_as`).
         let tensors = tensors
             .into_iter()
-            .map(|(k, t)| Ok((k, t.to_dtype(dtype)?)))
+            .map(|(k, t)| {
+                let keep = pack.is_some() && weights::is_linear_weight(&k);
+                Ok((k, if keep { t } else { t.to_dtype(act_dtype)? }))
+            })
             .collect::<Result<HashMap<_, _>>>()?;
         let store = RefCell::new(tensors);
         let m = &config.model;
-        let vision =
-            VisionTransformer::new(&m.vision, m.activation, Params::new(&store).pp("visual"))
-                .context("building the image tower")?;
-        let text = TextTransformer::new(&m.text, m.activation, Params::new(&store))
+        let vision = VisionTransformer::new(
+            &m.vision,
+            m.activation,
+            Params::new(&store, pack).pp("visual"),
+        )
+        .context("building the image tower")?;
+        let text = TextTransformer::new(&m.text, m.activation, Params::new(&store, pack))
             .context("building the text tower")?;
+        let dtype = act_dtype;
         Ok(Self {
             config,
             vision,
@@ -74,6 +90,7 @@ impl Clip {
             logit_scale,
             device: device.clone(),
             dtype,
+            bf16_kernel: pack,
         })
     }
 
@@ -102,5 +119,10 @@ impl Clip {
 
     pub fn dtype(&self) -> DType {
         self.dtype
+    }
+
+    /// The name of the CPU bf16 GEMM kernel the linear layers run on, if they do.
+    pub fn bf16_kernel(&self) -> Option<&'static str> {
+        self.bf16_kernel.map(|k| k.name)
     }
 }

@@ -2,20 +2,26 @@
 //! candle's VarBuilder does). Each tensor is taken out as it is used, so a layer that keeps a
 //! transposed copy frees the original at once: the weights are never resident twice.
 
+use super::bf16::{Kernel, Packed};
+use super::transformer::Weight;
 use candle_core::{Result, Tensor};
+use std::sync::Arc;
 use std::cell::RefCell;
 use std::collections::HashMap;
 
 pub struct Params<'a> {
     store: &'a RefCell<HashMap<String, Tensor>>,
     prefix: String,
+    /// Linear weights are packed for this bf16 kernel (`--dtype bf16` on the CPU).
+    pack: Option<Kernel>,
 }
 
 impl<'a> Params<'a> {
-    pub fn new(store: &'a RefCell<HashMap<String, Tensor>>) -> Self {
+    pub fn new(store: &'a RefCell<HashMap<String, Tensor>>, pack: Option<Kernel>) -> Self {
         Self {
             store,
             prefix: String::new(),
+            pack,
         }
     }
 
@@ -28,6 +34,7 @@ impl<'a> Params<'a> {
         Params {
             store: self.store,
             prefix,
+            pack: self.pack,
         }
     }
 
@@ -52,5 +59,18 @@ impl<'a> Params<'a> {
     /// weight row by row, which gemm packs much faster (1.6-1.9x on ViT-L/14 batch-1 shapes).
     pub fn take_transposed(&self, name: &str) -> Result<Tensor> {
         super::ops::transpose2d(&self.take(name)?)
+    }
+
+    /// An `nn.Linear` weight `[out, in]` as the layer will multiply by it: transposed, or
+    /// packed as bf16 when the params pack.
+    pub fn take_linear(&self, name: &str) -> Result<Weight> {
+        let Some(kernel) = self.pack else {
+            return Ok(Weight::Plain(self.take_transposed(name)?));
+        };
+        let w = self.take(name)?;
+        let (n, k) = w.dims2()?;
+        let w = w.to_dtype(candle_core::DType::F32)?.flatten_all()?.to_vec1::<f32>()?;
+        let packed = Packed::from_rows(&w, n, k);
+        Ok(Weight::Bf16(Arc::new(packed), kernel))
     }
 }

@@ -46,13 +46,27 @@ impl Plan {
     /// Reads and checks the weights and builds the model.
     pub fn load(&self) -> Result<Clip> {
         let start = Instant::now();
+        let linear_bf16 = self.device.is_cpu() && self.dtype == DType::BF16;
         let tensors = read_weights(
             &self.files.weights,
             &self.config,
             &self.device,
+            linear_bf16,
             &self.printer,
         )?;
         let model = Clip::from_tensors_in(self.config.clone(), tensors, &self.device, self.dtype)?;
+        if let Some(kernel) = model.bf16_kernel() {
+            self.printer.detail(format_args!(
+                "bf16 on the CPU: linear layers on the {kernel} kernel (bf16 weights, float32 \
+                 activations, LayerNorm and softmax)"
+            ));
+            if kernel != "avx512-bf16" {
+                self.printer.note(
+                    "this CPU has no bf16 dot-product instructions (AVX512-BF16): --dtype bf16 \
+                     widens the weights to float32 and runs slower than the default float32",
+                );
+            }
+        }
         self.printer.detail(format_args!(
             "model loaded in {:.2} s ({:?}, {:?})",
             start.elapsed().as_secs_f64(),
@@ -139,6 +153,7 @@ fn read_weights(
     path: &Path,
     cfg: &OpenClipConfig,
     device: &Device,
+    linear_bf16: bool,
     printer: &Printer,
 ) -> Result<HashMap<String, Tensor>> {
     let is_bin = path.extension().is_some_and(|e| e != "safetensors");
@@ -148,7 +163,7 @@ fn read_weights(
         None
     };
     if let Some(c) = converted.as_ref().filter(|c| c.is_file()) {
-        match weights::load(c, &cfg.model, device) {
+        match weights::load_as(c, &cfg.model, device, linear_bf16) {
             Ok(t) => return Ok(t),
             Err(e) => printer.warn(format_args!(
                 "ignoring converted weights {}: {e:#}",
@@ -156,7 +171,7 @@ fn read_weights(
             )),
         }
     }
-    let tensors = weights::load(path, &cfg.model, device)?;
+    let tensors = weights::load_as(path, &cfg.model, device, linear_bf16 && !is_bin)?;
     if let Some(c) = converted {
         match convert::save(&tensors, &c) {
             Ok(()) => printer.detail(format_args!(
@@ -166,6 +181,9 @@ fn read_weights(
             )),
             Err(e) => printer.warn(format_args!("could not cache converted weights: {e:#}")),
         }
+    }
+    if linear_bf16 {
+        return weights::narrow_linear(tensors);
     }
     Ok(tensors)
 }

@@ -3,45 +3,75 @@
 
 use super::config::Activation;
 use super::ops::{gelu_erf, LayerNorm};
+use super::bf16::{self, Kernel};
 use super::params::Params;
 use candle_core::{Module, Result, Tensor};
+use std::sync::Arc;
 
 /// `nn.LayerNorm` as open_clip builds it: affine, eps 1e-5.
 pub fn ln(p: Params) -> Result<LayerNorm> {
     Ok(LayerNorm::new(p.take("weight")?, p.take("bias")?, 1e-5))
 }
 
-/// `nn.Linear` with its weight kept transposed (`[in, out]`, contiguous): `x @ Wt + b`.
+/// `nn.Linear`'s weight as the forward multiplies by it.
+pub enum Weight {
+    /// Transposed (`[in, out]`, contiguous): `x @ Wt` in the model's dtype through candle.
+    Plain(Tensor),
+    /// Packed bf16 for the CPU's bf16 GEMM (`--dtype bf16` on the CPU), float32 in and out.
+    Bf16(Arc<bf16::Packed>, Kernel),
+}
+
+/// `nn.Linear`: `x @ W^T + b`.
 pub struct Dense {
-    wt: Tensor,
+    weight: Weight,
     bias: Tensor,
+    /// The packed weight and bias as one CPU op, when the weight is packed.
+    op: Option<bf16::LinearOp>,
 }
 
 impl Dense {
-    pub fn new(wt: Tensor, bias: Tensor) -> Self {
-        Self { wt, bias }
+    pub fn new(weight: Weight, bias: Tensor) -> Result<Self> {
+        let op = match &weight {
+            Weight::Plain(_) => None,
+            Weight::Bf16(p, kernel) => Some(bf16::LinearOp::new(
+                p.clone(),
+                bias.to_dtype(candle_core::DType::F32)?.to_vec1()?,
+                *kernel,
+            )),
+        };
+        Ok(Self { weight, bias, op })
     }
 
-    /// The transposed weight `[in, out]` and the bias.
-    pub fn parts(&self) -> (&Tensor, &Tensor) {
-        (&self.wt, &self.bias)
+    /// The transposed weight `[in, out]` (bf16-rounded values in float32 when packed) and
+    /// the bias, for `explain`'s hand-written backward.
+    pub fn parts(&self) -> Result<(Tensor, &Tensor)> {
+        let wt = match &self.weight {
+            Weight::Plain(t) => t.clone(),
+            Weight::Bf16(p, _) => {
+                let (n, k) = p.dims();
+                Tensor::from_vec(p.unpacked_t(), (k, n), self.bias.device())?
+            }
+        };
+        Ok((wt, &self.bias))
     }
 
     /// From `<p>.weight` and `<p>.bias`.
     pub fn load(p: Params) -> Result<Self> {
-        Ok(Self::new(p.take_transposed("weight")?, p.take("bias")?))
+        Self::new(p.take_linear("weight")?, p.take("bias")?)
     }
 
     /// `x`: [..., in] -> [..., out], as one 2-D matmul over all leading dimensions.
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
         let dims = x.dims().to_vec();
         let (rows, k) = (x.elem_count() / dims[dims.len() - 1], dims[dims.len() - 1]);
-        let y = x
-            .reshape((rows, k))?
-            .matmul(&self.wt)?
-            .broadcast_add(&self.bias)?;
+        let x = x.reshape((rows, k))?;
+        let (y, out) = match (&self.weight, &self.op) {
+            (_, Some(op)) => (x.contiguous()?.apply_op1_no_bwd(op)?, op.out_features()),
+            (Weight::Plain(wt), None) => (x.matmul(wt)?.broadcast_add(&self.bias)?, wt.dim(1)?),
+            (Weight::Bf16(..), None) => unreachable!("packed weights always have an op"),
+        };
         let mut out_dims = dims;
-        *out_dims.last_mut().expect("non-scalar input") = self.wt.dim(1)?;
+        *out_dims.last_mut().expect("non-scalar input") = out;
         y.reshape(out_dims)
     }
 }
@@ -55,10 +85,7 @@ struct Attention {
 
 impl Attention {
     fn new(heads: usize, p: Params) -> Result<Self> {
-        let in_proj = Dense::new(
-            p.take_transposed("in_proj_weight")?,
-            p.take("in_proj_bias")?,
-        );
+        let in_proj = Dense::new(p.take_linear("in_proj_weight")?, p.take("in_proj_bias")?)?;
         Ok(Self {
             in_proj,
             out_proj: Dense::load(p.pp("out_proj"))?,

@@ -1,0 +1,128 @@
+//! The bf16 GEMM against a float64 reference on odd shapes, for every kernel this CPU runs.
+
+use super::*;
+
+/// Seeded values in [-1, 1) from an LCG: the same on every run.
+fn values(n: usize, seed: u64) -> Vec<f32> {
+    let mut s = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
+    (0..n)
+        .map(|_| {
+            s = s
+                .wrapping_mul(6_364_136_223_846_793_005)
+                .wrapping_add(1_442_695_040_888_963_407);
+            (s >> 40) as f32 / (1u64 << 23) as f32 - 1.0
+        })
+        .collect()
+}
+
+fn round_all(v: &[f32]) -> Vec<f32> {
+    v.iter().map(|&x| from_bf16(to_bf16(x))).collect()
+}
+
+/// For each output: (x . w_j + b_j in float64, sum |x_i w_ji|).
+fn reference(x: &[f32], w: &[f32], b: &[f32], m: usize, n: usize, k: usize) -> Vec<(f64, f64)> {
+    let mut out = Vec::with_capacity(m * n);
+    for i in 0..m {
+        for j in 0..n {
+            let (mut s, mut a) = (f64::from(b[j]), f64::from(b[j]).abs());
+            for t in 0..k {
+                let p = f64::from(x[i * k + t]) * f64::from(w[j * k + t]);
+                s += p;
+                a += p.abs();
+            }
+            out.push((s, a));
+        }
+    }
+    out
+}
+
+/// Worst error over the output, in units of `sum |x w|`.
+fn worst(got: &[f32], want: &[(f64, f64)]) -> f64 {
+    got.iter()
+        .zip(want)
+        .map(|(&g, &(s, a))| (f64::from(g) - s).abs() / a.max(1e-30))
+        .fold(0.0, f64::max)
+}
+
+const SHAPES: [(usize, usize, usize); 6] = [
+    (1, 1, 1),
+    (7, 3, 33),
+    (257, 300, 40),
+    (1023, 513, 65),
+    (13, 1024, 96),
+    (2, 2, 31),
+];
+
+#[test]
+fn every_kernel_is_within_bf16_rounding_of_float64() {
+    for kernel in available() {
+        for &(m, k, n) in &SHAPES {
+            let (x, w, b) = (values(m * k, 1), values(n * k, 2), values(n, 3));
+            let got = linear(&x, m, &Packed::from_rows(&w, n, k), Some(&b), &kernel);
+            assert_eq!(got.len(), m * n);
+            // Each input rounded by at most 2^-9 (relative), so each product by 2^-8 + 2^-18;
+            // then k float32 additions.
+            let bound = 2f64.powi(-8) + 2f64.powi(-18) + (k + 2) as f64 * 2f64.powi(-24);
+            let e = worst(&got, &reference(&x, &w, &b, m, n, k));
+            assert!(e <= bound, "{}: {m}x{k}x{n}: error {e:e} > {bound:e}", kernel.name);
+            // And it does round: the same product on bf16-exact inputs is far closer (below).
+            let (xr, wr) = (round_all(&x), round_all(&w));
+            let got = linear(&xr, m, &Packed::from_rows(&wr, n, k), Some(&b), &kernel);
+            let e = worst(&got, &reference(&xr, &wr, &b, m, n, k));
+            let bound = (k + 2) as f64 * 2f64.powi(-24);
+            assert!(e <= bound, "{}: exact inputs {m}x{k}x{n}: {e:e}", kernel.name);
+        }
+    }
+}
+
+#[test]
+fn the_widening_kernels_agree_to_the_bit() {
+    let (m, k, n) = (37, 515, 70);
+    let (x, w) = (values(m * k, 4), values(n * k, 5));
+    let packed = Packed::from_rows(&w, n, k);
+    let kernels: Vec<Kernel> = available()
+        .into_iter()
+        .filter(|k| k.a_form == AForm::Rounded)
+        .collect();
+    let outs: Vec<Vec<f32>> = kernels
+        .iter()
+        .map(|kern| linear(&x, m, &packed, None, kern))
+        .collect();
+    for (kern, out) in kernels.iter().zip(&outs) {
+        assert_eq!(out, &outs[0], "{} differs from {}", kern.name, kernels[0].name);
+    }
+}
+
+#[test]
+fn rounds_to_nearest_even_like_half() {
+    let mut specials = vec![
+        0.0f32,
+        -0.0,
+        1.0,
+        f32::MAX,
+        f32::MIN_POSITIVE,
+        1e-40,
+        f32::INFINITY,
+        f32::NEG_INFINITY,
+        // Ties: 1 + 2^-8 rounds down to 1 (even), 1 + 3 * 2^-8 up to 1 + 2^-6.
+        1.0 + 2f32.powi(-8),
+        1.0 + 3.0 * 2f32.powi(-8),
+    ];
+    specials.extend(values(100_000, 7).iter().map(|v| v * 1e3));
+    for x in specials {
+        assert_eq!(to_bf16(x), half::bf16::from_f32(x).to_bits(), "{x:e}");
+    }
+    assert!(from_bf16(to_bf16(f32::NAN)).is_nan());
+}
+
+#[test]
+fn unpacked_weight_is_the_rounded_transpose() {
+    let (n, k) = (45, 7);
+    let w = values(n * k, 8);
+    let t = Packed::from_rows(&w, n, k).unpacked_t();
+    for j in 0..n {
+        for i in 0..k {
+            assert_eq!(t[i * n + j], from_bf16(to_bf16(w[j * k + i])));
+        }
+    }
+}

@@ -183,7 +183,7 @@ fn window_colour(
     window: Window,
     eight_bit: bool,
 ) -> Result<(Vec<u8>, String)> {
-    let has_alpha = channels % 2 == 0;
+    let has_alpha = channels.is_multiple_of(2);
     let colour: Vec<f64> = samples
         .chunks_exact(channels)
         .flat_map(|px| px[..channels - usize::from(has_alpha)].iter().copied())

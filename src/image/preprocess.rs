@@ -29,7 +29,7 @@ pub fn resize_and_crop(d: &Decoded, cfg: &PreprocessConfig) -> Image8 {
     let (cols, rows) = (left..left + s, top..top + s);
     if d.palette {
         drop_alpha(&resize_nearest_window(img, w, h, cols, rows))
-    } else if img.channels % 2 == 0 {
+    } else if img.channels.is_multiple_of(2) {
         // Pillow resizes LA/RGBA premultiplied (La/RGBa) and converts back before dropping alpha.
         let resized = resize_window(&premultiply(img), w, h, cols, rows, cfg.interpolation);
         drop_alpha(&unpremultiply(&resized))

@@ -5,9 +5,9 @@
 use super::bf16::{Kernel, Packed};
 use super::transformer::Weight;
 use candle_core::{Result, Tensor};
-use std::sync::Arc;
 use std::cell::RefCell;
 use std::collections::HashMap;
+use std::sync::Arc;
 
 pub struct Params<'a> {
     store: &'a RefCell<HashMap<String, Tensor>>,
@@ -69,7 +69,10 @@ impl<'a> Params<'a> {
         };
         let w = self.take(name)?;
         let (n, k) = w.dims2()?;
-        let w = w.to_dtype(candle_core::DType::F32)?.flatten_all()?.to_vec1::<f32>()?;
+        let w = w
+            .to_dtype(candle_core::DType::F32)?
+            .flatten_all()?
+            .to_vec1::<f32>()?;
         let packed = Packed::from_rows(&w, n, k);
         Ok(Weight::Bf16(Arc::new(packed), kernel))
     }

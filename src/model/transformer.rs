@@ -1,9 +1,9 @@
 //! The residual attention block both towers share: open_clip `transformer.py`
 //! (`ResidualAttentionBlock` with `nn.MultiheadAttention`, pre-LN, batch-first).
 
+use super::bf16::{self, Kernel};
 use super::config::Activation;
 use super::ops::{gelu_erf, LayerNorm};
-use super::bf16::{self, Kernel};
 use super::params::Params;
 use candle_core::{Module, Result, Tensor};
 use std::sync::Arc;

@@ -194,7 +194,11 @@ fn read_safetensors(
         }
         .with_context(|| format!("tensor `{name}`"))?;
         let keep = kept_dtype(&name, linear_bf16);
-        let t = if t.dtype() == keep { t } else { t.to_dtype(keep)? };
+        let t = if t.dtype() == keep {
+            t
+        } else {
+            t.to_dtype(keep)?
+        };
         out.push((name, t));
     }
     Ok(out)
@@ -259,7 +263,11 @@ fn normalise(tensors: Vec<(String, Tensor)>, linear_bf16: bool) -> Result<HashMa
             t
         };
         let keep = kept_dtype(&name, linear_bf16);
-        let t = if t.dtype() == keep { t } else { t.to_dtype(keep)? };
+        let t = if t.dtype() == keep {
+            t
+        } else {
+            t.to_dtype(keep)?
+        };
         if out.insert(name.clone(), t).is_some() {
             bail!("tensor `{name}` appears twice");
         }

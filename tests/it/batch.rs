@@ -382,7 +382,7 @@ fn ctrl_c_stops_after_writing_whole_rows_with_exit_130() {
         .map(|l| serde_json::from_str(l).unwrap())
         .collect();
     assert!(
-        rows.len() >= 20 && rows.len() <= 44 && rows.len() % 4 == 0,
+        rows.len() >= 20 && rows.len() <= 44 && rows.len().is_multiple_of(4),
         "{} rows",
         rows.len()
     );

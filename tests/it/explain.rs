@@ -234,7 +234,7 @@ fn a_folder_gives_rows_overlays_strips_raw_maps_and_a_page_whose_links_resolve()
         let hl = u16::from_le_bytes([raw[8], raw[9]]) as usize + 10;
         let header = String::from_utf8_lossy(&raw[10..hl]).to_string();
         assert!(
-            header.contains("'shape': (2, 16, 16)") && hl % 64 == 0,
+            header.contains("'shape': (2, 16, 16)") && hl.is_multiple_of(64),
             "{header}"
         );
         assert_eq!(raw.len(), hl + 2 * 16 * 16 * 4);

@@ -10,9 +10,9 @@
 
 mod kernels;
 
+use candle_core::{CpuStorage, CustomOp1, Layout, Shape};
 pub use kernels::{available, from_bf16, to_bf16, AForm, Kernel};
 use kernels::{MR_MAX, NR};
-use candle_core::{CpuStorage, CustomOp1, Layout, Shape};
 use rayon::prelude::*;
 use std::sync::Arc;
 

@@ -64,13 +64,21 @@ fn every_kernel_is_within_bf16_rounding_of_float64() {
             // then k float32 additions.
             let bound = 2f64.powi(-8) + 2f64.powi(-18) + (k + 2) as f64 * 2f64.powi(-24);
             let e = worst(&got, &reference(&x, &w, &b, m, n, k));
-            assert!(e <= bound, "{}: {m}x{k}x{n}: error {e:e} > {bound:e}", kernel.name);
+            assert!(
+                e <= bound,
+                "{}: {m}x{k}x{n}: error {e:e} > {bound:e}",
+                kernel.name
+            );
             // And it does round: the same product on bf16-exact inputs is far closer (below).
             let (xr, wr) = (round_all(&x), round_all(&w));
             let got = linear(&xr, m, &Packed::from_rows(&wr, n, k), Some(&b), &kernel);
             let e = worst(&got, &reference(&xr, &wr, &b, m, n, k));
             let bound = (k + 2) as f64 * 2f64.powi(-24);
-            assert!(e <= bound, "{}: exact inputs {m}x{k}x{n}: {e:e}", kernel.name);
+            assert!(
+                e <= bound,
+                "{}: exact inputs {m}x{k}x{n}: {e:e}",
+                kernel.name
+            );
         }
     }
 }
@@ -89,7 +97,11 @@ fn the_widening_kernels_agree_to_the_bit() {
         .map(|kern| linear(&x, m, &packed, None, kern))
         .collect();
     for (kern, out) in kernels.iter().zip(&outs) {
-        assert_eq!(out, &outs[0], "{} differs from {}", kern.name, kernels[0].name);
+        assert_eq!(
+            out, &outs[0],
+            "{} differs from {}",
+            kern.name, kernels[0].name
+        );
     }
 }
 

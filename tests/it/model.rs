@@ -218,7 +218,11 @@ fn cpu_bf16_packs_the_linear_layers_and_stays_close_to_float32() {
         let tensors = whyxray::model::weights::load(&weights, &cfg.model, &Device::Cpu).unwrap();
         let m = Clip::from_tensors_in(cfg, tensors, &Device::Cpu, DType::BF16).unwrap();
         assert!(m.bf16_kernel().is_some(), "{name}: not packed");
-        assert_eq!(m.dtype(), DType::F32, "{name}: activations must stay float32");
+        assert_eq!(
+            m.dtype(),
+            DType::F32,
+            "{name}: activations must stay float32"
+        );
         let px: Vec<Vec<f32>> = images(name)
             .iter()
             .map(|(n, _, _)| reference_pixels(name, n))
@@ -260,7 +264,12 @@ fn every_cpu_bf16_kernel_gives_the_same_embeddings() {
         .iter()
         .map(|k| {
             let o = run(whyxray()
-                .args(["embed", "tests/data/nih_00000001_000.png", "--text", "pleural effusion"])
+                .args([
+                    "embed",
+                    "tests/data/nih_00000001_000.png",
+                    "--text",
+                    "pleural effusion",
+                ])
                 .args(["--format", "jsonl"])
                 .args(["--dtype", "bf16", "-v", "-m", m.to_str().unwrap()])
                 .env("WHYXRAY_BF16_KERNEL", k.name));
@@ -285,7 +294,34 @@ fn every_cpu_bf16_kernel_gives_the_same_embeddings() {
             if *name == "avx2-fma" {
                 assert_eq!(g, w, "{name} differs from the portable kernel");
             }
-            assert!(one_minus_cos(g, w) < 1e-6, "{name}: 1-cos {}", one_minus_cos(g, w));
+            assert!(
+                one_minus_cos(g, w) < 1e-6,
+                "{name}: 1-cos {}",
+                one_minus_cos(g, w)
+            );
         }
     }
+}
+
+/// The parity bounds above are far tighter than the bugs they guard against: every bug in
+/// expected.json's "sensitivity" (GELU<->QuickGELU, bilinear<->bicubic, computed over the
+/// images each applies to) moves every input of every tiny model by 10x the bound or more.
+#[test]
+fn the_parity_bounds_are_tighter_than_the_bugs_they_guard_against() {
+    let mut bugs = 0;
+    for name in MODELS {
+        let s = model_expected(name)["sensitivity"].as_object().unwrap();
+        for (bug, v) in s.iter().filter(|(k, _)| *k != "test_tolerance") {
+            let (c, r) = (
+                v["one_minus_cos_min"].as_f64().unwrap(),
+                v["rel_l2_min"].as_f64().unwrap(),
+            );
+            assert!(
+                c > 10.0 * MAX_ONE_MINUS_COS && r > 10.0 * MAX_REL_L2,
+                "{name} {bug}: 1-cos {c:e}, rel_l2 {r:e}"
+            );
+            bugs += 1;
+        }
+    }
+    assert_eq!(bugs, 9, "three bugs per model");
 }

@@ -1,4 +1,5 @@
-//! DICOM decoding against pydicom + numpy (tests/fixtures/make_dicom_reference.py) on the real
+//! DICOM decoding against pydicom's own modality, VOI LUT and windowing functions
+//! (tests/fixtures/make_dicom_reference.py), with whyxray's deliberate differences, on the real
 //! files in ../shared/data/xray/dicom and the synthetic ones in tests/data/dicom, the relations
 //! that must hold between them, and `inspect` and damaged files through the executable.
 
@@ -22,6 +23,7 @@ fn windowed_pixels_equal_the_pydicom_reference() {
     let expected: serde_json::Value = serde_json::from_str(&text).unwrap();
     let cases = expected["cases"].as_array().unwrap();
     assert_eq!(cases.len(), 27);
+    let mut deliberate = 0;
     for want in cases {
         let name = want["file"].as_str().unwrap();
         if name.contains("jpegls") && !cfg!(feature = "jpeg-ls") {
@@ -62,7 +64,17 @@ fn windowed_pixels_equal_the_pydicom_reference() {
             want["sha256"].as_str().unwrap(),
             "{name} {opts:?}: ours min {min} max {max} mean {mean}, reference {want}"
         );
+        // Where whyxray deliberately goes further than pydicom (inverting MONOCHROME1,
+        // min-max without a window), the result must differ from pydicom's plain values.
+        for k in ["sha256_not_inverted", "sha256_no_min_max"] {
+            if let Some(plain) = want[k].as_str() {
+                assert_ne!(got, plain, "{name}: {k}");
+                deliberate += 1;
+            }
+        }
     }
+    // 3 MONOCHROME1 files; 3 without a window (the CT and two synthetic 12-bit files).
+    assert_eq!(deliberate, 6);
 }
 
 #[test]

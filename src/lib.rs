@@ -128,3 +128,21 @@ pub(crate) fn fnv1a64(bytes: &[u8]) -> u64 {
         (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
     })
 }
+
+#[cfg(test)]
+mod fnv_tests {
+    /// Shard keys must split the same way on every machine and in every release: these are
+    /// FNV-1a 64 of the offset basis and prime in the spec, computed independently (Python).
+    #[test]
+    fn fnv1a64_is_pinned() {
+        for (key, want) in [
+            ("", 0xcbf2_9ce4_8422_2325_u64),
+            ("a", 0xaf63_dc4c_8601_ec8c),
+            ("sub/img00.png", 0x70f4_05a2_f77c_90f0),
+            ("img0001.png", 0x6efe_b95a_34c4_427e),
+            ("caf\u{e9}/x.dcm", 0x65fc_d863_b42c_4960),
+        ] {
+            assert_eq!(super::fnv1a64(key.as_bytes()), want, "{key:?}");
+        }
+    }
+}

@@ -17,19 +17,6 @@ fn classify(model: &Path, args: &[&str]) -> std::process::Output {
     run(&mut cmd)
 }
 
-fn expected_row(model: &str, image: &str) -> Vec<f32> {
-    let (_, _, i) = images(model)
-        .into_iter()
-        .find(|(n, _, _)| n == image)
-        .unwrap();
-    matrix(&model_expected(model)["probs_scale_100"])[i].clone()
-}
-
-fn labels(model: &str) -> String {
-    let l: Vec<String> = serde_json::from_value(model_expected(model)["labels"].clone()).unwrap();
-    l.join(",")
-}
-
 #[test]
 fn classify_csv_matches_open_clip_probabilities() {
     let m = "tiny-gelu-p14";

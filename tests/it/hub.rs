@@ -6,41 +6,53 @@ use crate::support::*;
 use std::io::{BufRead, BufReader, Write};
 use std::net::{TcpListener, TcpStream};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 const COMMIT: &str = "1111111111222222222233333333334444444444";
 const FILES: [&str; 2] = ["open_clip_config.json", "open_clip_pytorch_model.bin"];
 
-/// Serves at most `limit` connections, then stops; returns the base URL and a request counter.
-fn fake_hub(limit: usize) -> (String, Arc<AtomicUsize>) {
+/// Each request's Authorization header ("" when none), in order.
+type Auth = Arc<Mutex<Vec<String>>>;
+
+/// Serves at most `limit` connections, then stops; returns the base URL, a request counter
+/// and the requests' Authorization headers.
+fn fake_hub(limit: usize) -> (String, Arc<AtomicUsize>, Auth) {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
     let count = Arc::new(AtomicUsize::new(0));
-    let seen = count.clone();
+    let auth = Auth::default();
+    let (seen, seen_auth) = (count.clone(), auth.clone());
     std::thread::spawn(move || {
         for stream in listener.incoming().take(limit).flatten() {
             seen.fetch_add(1, Ordering::SeqCst);
-            let _ = answer(stream);
+            let _ = answer(stream, &seen_auth);
         }
     });
-    (url, count)
+    (url, count, auth)
 }
 
-fn answer(mut stream: TcpStream) -> std::io::Result<()> {
+fn answer(mut stream: TcpStream, auth: &Auth) -> std::io::Result<()> {
     let mut reader = BufReader::new(stream.try_clone()?);
     let mut request = String::new();
     reader.read_line(&mut request)?;
     let mut range = None;
+    let mut authorization = String::new();
     loop {
         let mut line = String::new();
         if reader.read_line(&mut line)? == 0 || line.trim().is_empty() {
             break;
+        }
+        if let Some((k, v)) = line.split_once(':') {
+            if k.eq_ignore_ascii_case("authorization") {
+                authorization = v.trim().to_string();
+            }
         }
         if let Some(v) = line.to_ascii_lowercase().strip_prefix("range: bytes=") {
             let (a, b) = v.trim().split_once('-').unwrap();
             range = Some((a.parse::<usize>().unwrap(), b.parse::<usize>().ok()));
         }
     }
+    auth.lock().unwrap().push(authorization);
     let path = request.split_whitespace().nth(1).unwrap_or("/");
     let (status, headers, body) = if path == "/api/models/yyupenn/whyxrayclip/revision/main" {
         let siblings: Vec<_> = FILES
@@ -79,9 +91,30 @@ fn answer(mut stream: TcpStream) -> std::io::Result<()> {
     stream.write_all(&body)
 }
 
+/// One CSV row of the five fixture labels on nih_00000001_000.png against open_clip's
+/// probabilities at the model's scale (expected.json, tiny-gelu-p14).
+fn assert_reference_probabilities(csv: &str) {
+    let lines: Vec<&str> = csv.lines().collect();
+    assert_eq!(lines.len(), 2, "{csv}");
+    let got: Vec<f32> = lines[1]
+        .split(',')
+        .skip(1)
+        .filter(|v| !v.is_empty())
+        .map(|v| v.parse().unwrap())
+        .collect();
+    let i = images("tiny-gelu-p14")
+        .into_iter()
+        .find(|(n, _, _)| n == "nih_00000001_000.png")
+        .unwrap()
+        .2;
+    let want = &matrix(&model_expected("tiny-gelu-p14")["probs_scale_model"])[i];
+    assert_eq!(got.len(), want.len(), "{csv}");
+    assert!(max_abs_diff(&got, want) <= 5e-5, "{got:?} vs {want:?}");
+}
+
 #[test]
 fn downloads_into_the_python_cache_layout_then_runs_offline() {
-    let (url, requests) = fake_hub(20);
+    let (url, requests, auth) = fake_hub(20);
     let cache = tempfile::tempdir().unwrap();
     let labels =
         "enlarged heart,pleural effusion,no finding,pneumothorax,a chest x-ray showing atelectasis";
@@ -91,6 +124,7 @@ fn downloads_into_the_python_cache_layout_then_runs_offline() {
         .env("HF_HUB_CACHE", cache.path())
         .env_remove("HF_HUB_OFFLINE");
     cmd.env("HF_ENDPOINT", &url)
+        .env("HF_TOKEN", "hf_test_token")
         .args(["-q", "classify", png, "--labels", labels, "--format", "csv"]);
     let online = run(&mut cmd);
     assert_eq!(online.status.code(), Some(0), "{}", stderr(&online));
@@ -98,6 +132,12 @@ fn downloads_into_the_python_cache_layout_then_runs_offline() {
         requests.load(Ordering::SeqCst) >= 3,
         "info + one GET per file at least"
     );
+    // HF_TOKEN goes to the hub as a bearer token, on every request.
+    let sent = auth.lock().unwrap().clone();
+    assert_eq!(sent.len(), requests.load(Ordering::SeqCst));
+    assert!(sent.iter().all(|a| a == "Bearer hf_test_token"), "{sent:?}");
+    // The downloaded model scores as open_clip does (the reference, not another run).
+    assert_reference_probabilities(&stdout(&online));
 
     let repo = cache.path().join("models--yyupenn--whyxrayclip");
     assert_eq!(
@@ -129,6 +169,7 @@ fn downloads_into_the_python_cache_layout_then_runs_offline() {
         .args(["classify", png, "--labels", labels, "--format", "csv"]);
     let offline = run(&mut cmd);
     assert_eq!(offline.status.code(), Some(0), "{}", stderr(&offline));
+    assert_reference_probabilities(&stdout(&offline));
     assert_eq!(stdout(&offline), stdout(&online));
     assert_eq!(
         requests.load(Ordering::SeqCst),

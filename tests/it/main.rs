@@ -5,6 +5,7 @@ mod batch;
 mod cli;
 mod concepts;
 mod dicom;
+mod documented;
 mod explain;
 mod groups;
 mod hardening;

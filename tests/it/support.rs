@@ -173,3 +173,18 @@ pub fn huge_dicom(mut bytes: Vec<u8>) -> Vec<u8> {
     }
     bytes
 }
+
+/// open_clip's probabilities at S = 100 for one fixture image, labels in `labels` order.
+pub fn expected_row(model: &str, image: &str) -> Vec<f32> {
+    let (_, _, i) = images(model)
+        .into_iter()
+        .find(|(n, _, _)| n == image)
+        .unwrap();
+    matrix(&model_expected(model)["probs_scale_100"])[i].clone()
+}
+
+/// The fixture labels as one `--labels` value.
+pub fn labels(model: &str) -> String {
+    let l: Vec<String> = serde_json::from_value(model_expected(model)["labels"].clone()).unwrap();
+    l.join(",")
+}

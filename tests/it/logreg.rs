@@ -97,7 +97,8 @@ fn matches_logistic_regression() {
             agree * 100.0
         );
         assert!(
-            rel < 1e-5 && di < 1e-5,
+            // Measured 4.4e-8 / 3.5e-8 (multiclass), 3.2e-8 / 3.0e-9 (binary), 2026-12.
+            rel < 1e-6 && di < 1e-6,
             "{}: coef {rel:e} intercept {di:e}",
             case.name
         );
@@ -182,7 +183,7 @@ fn matches_logistic_regression_cv() {
              intercept max diff {di:.2e}, proba max diff {dp:.2e}",
             case.name, cv.best_c, cv.best_index
         );
-        assert!(rel < 1e-5 && di < 1e-5 && dp < 1e-6, "{}", case.name);
+        assert!(rel < 1e-6 && di < 1e-6 && dp < 1e-6, "{}", case.name);
     }
 }
 

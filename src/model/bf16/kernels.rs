@@ -200,3 +200,43 @@ mod x86 {
         }
     }
 }
+
+/// `vdpbf16ps` in plain Rust over the AVX-512 kernel's layout and indexing (A as u32 pairs,
+/// 12-row tiles), so the pair form of A and its offsets are tested on CPUs without the
+/// instruction: per lane, the odd product then the even one added to the float32 sum, as
+/// Intel's pseudo-code orders them.
+#[cfg(test)]
+pub(super) fn emulated_avx512_bf16() -> Kernel {
+    unsafe fn tile(
+        a: *const u8,
+        lda: usize,
+        b: *const u16,
+        kc: usize,
+        out: &mut [f32; MR_MAX * NR],
+    ) {
+        let a = a.cast::<u32>();
+        let mut acc = [[0f32; NR]; MR_MAX];
+        for p in 0..kc {
+            // Lane c of the 512-bit load: the u32 at u16 index 2c, low half = even k.
+            let bp = std::slice::from_raw_parts(b.add(p * 2 * NR), 2 * NR);
+            for (r, acc) in acc.iter_mut().enumerate() {
+                let av = *a.add(r * lda + p);
+                let (ae, ao) = (from_bf16(av as u16), from_bf16((av >> 16) as u16));
+                for (acc, bv) in acc.iter_mut().zip(bp.chunks_exact(2)) {
+                    let (be, bo) = (from_bf16(bv[0]), from_bf16(bv[1]));
+                    *acc += ao * bo;
+                    *acc += ae * be;
+                }
+            }
+        }
+        for (r, acc) in acc.iter().enumerate() {
+            out[r * NR..][..NR].copy_from_slice(acc);
+        }
+    }
+    Kernel {
+        name: "avx512-bf16 (emulated)",
+        mr: MR_MAX,
+        a_form: AForm::Pairs,
+        run: tile,
+    }
+}

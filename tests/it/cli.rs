@@ -2,6 +2,7 @@
 //! exit codes, hub-cache resolution offline, and failures that name their cause.
 
 use crate::support::*;
+use serde_json::Value;
 use std::path::Path;
 
 const PNG: &str = "tests/data/nih_00000001_000.png";
@@ -534,15 +535,20 @@ fn a_bin_checkpoint_is_converted_once_and_read_back_identically() {
     assert_eq!(stdout(&first), stdout(&second));
 }
 
+/// A 1 x 100,000 strip: open_clip's answer comes from PIL resampling the crop's source box
+/// (tests/fixtures/make_strip_reference.py, which checks that shortcut against the whole resize).
 #[test]
 fn an_extreme_aspect_ratio_is_resized_within_the_crop_only() {
+    let m = "tiny-gelu-p14";
+    let text = std::fs::read_to_string(root().join("tests/fixtures/expected/strip.json")).unwrap();
+    let reference: Value = serde_json::from_str(&text).unwrap();
     let tmp = tempfile::tempdir().unwrap();
     let strip = tmp.path().join("strip.png");
     let img = image::GrayImage::from_fn(1, 100_000, |_, y| image::Luma([(y % 251) as u8]));
     img.save(&strip).unwrap();
     let out = classify(
-        &model_dir("tiny-gelu-p14"),
-        &[strip.to_str().unwrap(), "-l", "a,b", "--format", "csv"],
+        &model_dir(m),
+        &[strip.to_str().unwrap(), "-l", &labels(m), "--format", "csv"],
     );
     // Resizing it whole would make a 224 x 22,400,000 intermediate (5 GB).
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
@@ -550,9 +556,22 @@ fn an_extreme_aspect_ratio_is_resized_within_the_crop_only() {
     let rows: Vec<&str> = text.lines().collect();
     assert_eq!(rows.len(), 2, "{text}");
     let f: Vec<&str> = rows[1].split(',').collect();
-    assert!(f[0].ends_with("strip.png") && f[3].is_empty(), "{text}");
-    let p: Vec<f64> = f[1..3].iter().map(|v| v.parse().unwrap()).collect();
-    assert!((p[0] + p[1] - 1.0).abs() < 1e-5, "{text}");
+    assert!(
+        f[0].ends_with("strip.png") && f.last() == Some(&""),
+        "{text}"
+    );
+    let got: Vec<f32> = f[1..f.len() - 1]
+        .iter()
+        .map(|v| v.parse().unwrap())
+        .collect();
+    let want: Vec<f32> = serde_json::from_value(reference["probs_scale_100"].clone()).unwrap();
+    assert_eq!(got.len(), want.len(), "{text}");
+    let d = max_abs_diff(&got, &want);
+    // Measured 9.1e-7 (2026-12).
+    assert!(
+        d <= 5e-6,
+        "probabilities differ from open_clip's by {d}: {text}"
+    );
 }
 
 #[test]

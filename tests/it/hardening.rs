@@ -8,6 +8,7 @@ use std::process::{Command, Output, Stdio};
 const PNG: &str = "tests/data/nih_00000001_000.png";
 const PNG2: &str = "tests/data/nih_00027426_000_512.png";
 const TINY: &str = "tiny-gelu-p14";
+const WEIGHTS_SHA256: &str = "efd5a3f69b82a9eef1512c97c8ae0c933cba95740ebd26f8ec2776df19656698";
 
 /// A scratch directory holding `a.png` and `b.png` (copies of real X-rays) and a `dir/` with
 /// `c.png`; commands run inside it.
@@ -377,9 +378,16 @@ fn dash_means_stdout_and_devices_get_no_sidecar() {
         "{}",
         stdout(&o)
     );
-    assert!(
-        d.join("run.json").is_file(),
-        "--meta still writes where asked"
+    // --meta still writes where asked: the record of this run, finished.
+    let meta: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(d.join("run.json")).unwrap()).unwrap();
+    assert_eq!(meta["command"], "embed", "{meta}");
+    assert_eq!(meta["finished"]["scored"], 1, "{meta}");
+    assert_eq!(meta["finished"]["failed"], 0, "{meta}");
+    // sha256sum of tests/fixtures/models/tiny-gelu-p14/open_clip_model.safetensors
+    assert_eq!(
+        meta["model"]["identity"]["weights_sha256"], WEIGHTS_SHA256,
+        "{meta}"
     );
     let o = run(&mut cmd(d, &["inspect", "a.png", "-o", "-"]));
     assert!(stdout(&o).starts_with("a.png: PNG"), "{}", stdout(&o));

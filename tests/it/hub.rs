@@ -180,9 +180,18 @@ fn downloads_into_the_python_cache_layout_then_runs_offline() {
 
 #[test]
 fn an_unreachable_hub_is_a_fatal_error_naming_the_model() {
+    // A port bound then dropped could be taken by another process before whyxray connects:
+    // keep the listener for the whole run and close each connection unanswered instead.
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
-    drop(listener);
+    let hung_up = Arc::new(AtomicUsize::new(0));
+    let count = hung_up.clone();
+    std::thread::spawn(move || {
+        for stream in listener.incoming().flatten() {
+            count.fetch_add(1, Ordering::SeqCst);
+            drop(stream);
+        }
+    });
     let cache = tempfile::tempdir().unwrap();
     let mut cmd = whyxray();
     cmd.current_dir(root())
@@ -196,5 +205,14 @@ fn an_unreachable_hub_is_a_fatal_error_naming_the_model() {
         stderr(&out).contains("cannot download model yyupenn/whyxrayclip"),
         "{}",
         stderr(&out)
+    );
+    assert!(
+        hung_up.load(Ordering::SeqCst) >= 1,
+        "whyxray asked the stand-in hub"
+    );
+    assert_eq!(
+        std::fs::read_dir(cache.path()).unwrap().count(),
+        0,
+        "nothing cached"
     );
 }

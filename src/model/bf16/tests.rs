@@ -109,6 +109,28 @@ fn the_widening_kernels_agree_to_the_bit() {
     }
 }
 
+/// Where the CPU has `vdpbf16ps`, the emulation the tests use elsewhere is the instruction:
+/// the same sums to the bit (so its pass on other CPUs speaks for the real kernel's layout).
+#[test]
+fn the_emulated_avx512_kernel_is_the_instruction_to_the_bit() {
+    let Some(real) = available().into_iter().find(|k| k.name == "avx512-bf16") else {
+        eprintln!("no AVX512-BF16 on this CPU: nothing to compare");
+        return;
+    };
+    let (m, k, n) = (37, 515, 70);
+    let (x, w, b) = (values(m * k, 6), values(n * k, 7), values(n, 8));
+    let packed = Packed::from_rows(&w, n, k);
+    let emulated = kernels::emulated_avx512_bf16();
+    let got = linear(&x, m, &packed, Some(&b), &real);
+    let want = linear(&x, m, &packed, Some(&b), &emulated);
+    let differ = got
+        .iter()
+        .zip(&want)
+        .filter(|(a, b)| a.to_bits() != b.to_bits())
+        .count();
+    assert_eq!(differ, 0, "{differ} of {} outputs differ", got.len());
+}
+
 #[test]
 fn rounds_to_nearest_even_like_half() {
     let mut specials = vec![

@@ -10,8 +10,9 @@ pub const NR: usize = 32;
 /// The most rows a kernel's tile has; tile buffers are this tall.
 pub const MR_MAX: usize = 12;
 
-/// How a kernel wants A: bf16 pairs as u32 (low half = even k) or float32 already rounded to
-/// bf16 (the widening kernels broadcast each value on its own).
+/// How a kernel wants A: bf16 pairs as u32 (low half = even k), each tile of rows packed
+/// pair-major so that a step's broadcasts read one run of memory, or float32 rows already
+/// rounded to bf16 (the widening kernels broadcast each value on its own).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum AForm {
     Pairs,
@@ -23,9 +24,10 @@ pub struct Kernel {
     pub name: &'static str,
     pub mr: usize,
     pub a_form: AForm,
-    /// `(a, lda, b, kc, out)`: `a` points at the tile's first row (rows `lda` elements apart:
-    /// u32 pairs or f32 values by `a_form`), `b` at the panel's block of `kc` pairs (64 u16
-    /// each); writes the tile's sums over the block to `out` [MR_MAX][NR].
+    /// `(a, lda, b, kc, out)`: `a` points at the tile's first value: for `Pairs`, pair `p` of
+    /// row `r` at `p * lda + r` (`lda` = the tile's rows); for `Rounded`, value `i` of row `r`
+    /// at `r * lda + i`. `b` points at the panel's block of `kc` pairs (64 u16 each); writes
+    /// the tile's sums over the block to `out` [MR_MAX][NR].
     run: unsafe fn(*const u8, usize, *const u16, usize, &mut [f32; MR_MAX * NR]),
 }
 
@@ -133,7 +135,8 @@ mod x86 {
     use super::{MR_MAX, NR};
     use std::arch::x86_64::*;
 
-    /// 12 rows x 32 columns in 24 accumulators; A's pair broadcast from memory each step.
+    /// 12 rows x 32 columns in 24 accumulators; each step broadcasts the tile's 12 pairs,
+    /// which lie side by side (48 bytes).
     #[target_feature(enable = "avx512f,avx512bf16")]
     pub unsafe fn tile_avx512_bf16(
         a: *const u8,
@@ -150,7 +153,7 @@ mod x86 {
             let b0: __m512bh = std::mem::transmute(_mm512_loadu_si512(bp.cast()));
             let b1: __m512bh = std::mem::transmute(_mm512_loadu_si512(bp.add(NR).cast()));
             for (r, acc) in acc.iter_mut().enumerate() {
-                let av: __m512bh = std::mem::transmute(_mm512_set1_epi32(*a.add(r * lda + p)));
+                let av: __m512bh = std::mem::transmute(_mm512_set1_epi32(*a.add(p * lda + r)));
                 acc[0] = _mm512_dpbf16_ps(acc[0], av, b0);
                 acc[1] = _mm512_dpbf16_ps(acc[1], av, b1);
             }
@@ -220,7 +223,7 @@ pub(super) fn emulated_avx512_bf16() -> Kernel {
             // Lane c of the 512-bit load: the u32 at u16 index 2c, low half = even k.
             let bp = std::slice::from_raw_parts(b.add(p * 2 * NR), 2 * NR);
             for (r, acc) in acc.iter_mut().enumerate() {
-                let av = *a.add(r * lda + p);
+                let av = *a.add(p * lda + r);
                 let (ae, ao) = (from_bf16(av as u16), from_bf16((av >> 16) as u16));
                 for (acc, bv) in acc.iter_mut().zip(bp.chunks_exact(2)) {
                     let (be, bo) = (from_bf16(bv[0]), from_bf16(bv[1]));

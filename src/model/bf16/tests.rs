@@ -44,12 +44,15 @@ fn worst(got: &[f32], want: &[(f64, f64)]) -> f64 {
         .fold(0.0, f64::max)
 }
 
-const SHAPES: [(usize, usize, usize); 6] = [
+/// (m, k, n): rows across the tile heights, k odd and across KC's blocks (1024 = one block of
+/// 512 pairs, 2101 = two and a part), n across the 32-column panels.
+const SHAPES: [(usize, usize, usize); 7] = [
     (1, 1, 1),
     (7, 3, 33),
     (257, 300, 40),
     (1023, 513, 65),
     (13, 1024, 96),
+    (25, 2101, 45),
     (2, 2, 31),
 ];
 

@@ -68,7 +68,7 @@ kernel=$(echo "$ours_gemm" | sed -n 's/.*kernel \([a-z0-9-]*\).*/\1/p' | head -1
 gf() { echo "$ours_gemm" | grep "$1" | head -1 | num ":"; }
 printf '\n| GEMM ceiling 2056x1024x4096 (GFLOP/s) | whyxray | PyTorch |\n|---|---|---|\n'
 printf '| float32 | %s (gemm crate) | %.0f |\n' "$(gf 'gemm f32')" "$(echo "$py_gemm" | pyjson gemm_f32_gflops)"
-printf '| bf16 | %s (%s kernel) | %.0f |\n' "$(gf 'gemm bf16')" "$kernel" "$(echo "$py_gemm" | pyjson gemm_bf16_gflops)"
+printf '| bf16 | %s (%s kernel) | %.1f |\n' "$(gf 'gemm bf16')" "$kernel" "$(echo "$py_gemm" | pyjson gemm_bf16_gflops)"
 pa1=$(echo "$py_tower_bf" | pyjson autocast_b1_images_per_s)
 pa8=$(echo "$py_tower_bf" | pyjson autocast_b8_images_per_s)
 pw1=$(echo "$py_tower_bf" | pyjson bf16_weights_b1_images_per_s)

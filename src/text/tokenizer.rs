@@ -2,6 +2,7 @@
 //! `<start_of_text>`/`<end_of_text>`, truncated and zero-padded to the context length.
 
 use std::io::{BufRead, BufReader};
+use std::sync::{Arc, OnceLock};
 
 use anyhow::{ensure, Result};
 use flate2::read::GzDecoder;
@@ -26,10 +27,17 @@ const VOCAB_LINES: usize = super::bpe::MERGE_COUNT + 1;
 const PATTERN: &str = r"(?i:<start_of_text>|<end_of_text>|'s|'t|'re|'ve|'m|'ll|'d)|\p{L}+|\p{N}|[^\s\p{L}\p{N}\x{345}]+";
 
 /// open_clip's `SimpleTokenizer` with `clean="lower"`, as `get_tokenizer("ViT-L-14")` builds it.
+/// Cloning is cheap: the vocabulary and the pattern are shared.
+#[derive(Clone)]
 pub struct Tokenizer {
+    vocab: Arc<Vocab>,
+    context_length: usize,
+}
+
+/// The merges and the pre-tokenising pattern: read once per vocabulary, stateless after.
+struct Vocab {
     bpe: Bpe,
     pattern: Regex,
-    context_length: usize,
 }
 
 impl Tokenizer {
@@ -38,9 +46,22 @@ impl Tokenizer {
     /// `<end_of_text>`: closes every sequence; the text tower pools at its position.
     pub const EOT: u32 = 49407;
 
-    /// The tokenizer over the vocabulary compiled into the binary.
+    /// The tokenizer over the vocabulary compiled into the binary. Its merges are read once
+    /// per process (decompressing and hashing 49k merges took ~5 ms, paid by every caller).
     pub fn bundled(context_length: usize) -> Result<Self> {
-        Self::from_gz(BUNDLED_VOCAB, context_length)
+        static BUNDLED: OnceLock<Tokenizer> = OnceLock::new();
+        ensure!(context_length > 0, "context length must be positive");
+        let shared = match BUNDLED.get() {
+            Some(t) => t,
+            None => {
+                let t = Self::from_gz(BUNDLED_VOCAB, context_length)?;
+                BUNDLED.get_or_init(|| t)
+            }
+        };
+        Ok(Self {
+            vocab: shared.vocab.clone(),
+            context_length,
+        })
     }
 
     /// The tokenizer over a gzipped `bpe_simple_vocab_16e6.txt`-format vocabulary.
@@ -56,8 +77,10 @@ impl Tokenizer {
             Self::SOT
         );
         Ok(Self {
-            bpe,
-            pattern: Regex::new(PATTERN)?,
+            vocab: Arc::new(Vocab {
+                bpe,
+                pattern: Regex::new(PATTERN)?,
+            }),
             context_length,
         })
     }
@@ -90,12 +113,12 @@ impl Tokenizer {
     pub fn content_ids(&self, text: &str) -> Vec<u32> {
         let cleaned = clean_lower(text);
         let mut ids = Vec::new();
-        for piece in self.pattern.find_iter(&cleaned) {
+        for piece in self.vocab.pattern.find_iter(&cleaned) {
             match piece.as_str() {
                 // Python seeds its BPE cache with the special tokens, mapping them to themselves.
                 "<start_of_text>" => ids.push(Self::SOT),
                 "<end_of_text>" => ids.push(Self::EOT),
-                piece => self.bpe.encode_piece(piece, &mut ids),
+                piece => self.vocab.bpe.encode_piece(piece, &mut ids),
             }
         }
         ids

@@ -40,6 +40,24 @@ struct Vocab {
     pattern: Regex,
 }
 
+impl Vocab {
+    fn from_gz(bytes: &[u8]) -> Result<Self> {
+        let text = read_vocab_lines(bytes)?;
+        let bpe = Bpe::from_lines(text.split('\n'))?;
+        // The special tokens are appended after the BPE symbols, so their ids depend on it.
+        ensure!(
+            bpe.vocab_len() == Tokenizer::SOT,
+            "vocabulary has {} BPE symbols, expected {}",
+            bpe.vocab_len(),
+            Tokenizer::SOT
+        );
+        Ok(Self {
+            bpe,
+            pattern: Regex::new(PATTERN)?,
+        })
+    }
+}
+
 impl Tokenizer {
     /// `<start_of_text>`: first id of every sequence.
     pub const SOT: u32 = 49406;
@@ -47,40 +65,28 @@ impl Tokenizer {
     pub const EOT: u32 = 49407;
 
     /// The tokenizer over the vocabulary compiled into the binary. Its merges are read once
-    /// per process (decompressing and hashing 49k merges took ~5 ms, paid by every caller).
+    /// per process: decompressing and hashing them took ~35 ms, paid by every caller.
     pub fn bundled(context_length: usize) -> Result<Self> {
-        static BUNDLED: OnceLock<Tokenizer> = OnceLock::new();
-        ensure!(context_length > 0, "context length must be positive");
-        let shared = match BUNDLED.get() {
-            Some(t) => t,
+        static BUNDLED: OnceLock<Arc<Vocab>> = OnceLock::new();
+        let vocab = match BUNDLED.get() {
+            Some(v) => v.clone(),
             None => {
-                let t = Self::from_gz(BUNDLED_VOCAB, context_length)?;
-                BUNDLED.get_or_init(|| t)
+                let v = Arc::new(Vocab::from_gz(BUNDLED_VOCAB)?);
+                BUNDLED.get_or_init(|| v).clone()
             }
         };
-        Ok(Self {
-            vocab: shared.vocab.clone(),
-            context_length,
-        })
+        Self::with_vocab(vocab, context_length)
     }
 
     /// The tokenizer over a gzipped `bpe_simple_vocab_16e6.txt`-format vocabulary.
     pub fn from_gz(bytes: &[u8], context_length: usize) -> Result<Self> {
+        Self::with_vocab(Arc::new(Vocab::from_gz(bytes)?), context_length)
+    }
+
+    fn with_vocab(vocab: Arc<Vocab>, context_length: usize) -> Result<Self> {
         ensure!(context_length > 0, "context length must be positive");
-        let text = read_vocab_lines(bytes)?;
-        let bpe = Bpe::from_lines(text.split('\n'))?;
-        // The special tokens are appended after the BPE symbols, so their ids depend on it.
-        ensure!(
-            bpe.vocab_len() == Self::SOT,
-            "vocabulary has {} BPE symbols, expected {}",
-            bpe.vocab_len(),
-            Self::SOT
-        );
         Ok(Self {
-            vocab: Arc::new(Vocab {
-                bpe,
-                pattern: Regex::new(PATTERN)?,
-            }),
+            vocab,
             context_length,
         })
     }

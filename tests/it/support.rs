@@ -183,6 +183,19 @@ pub fn expected_row(model: &str, image: &str) -> Vec<f32> {
     matrix(&model_expected(model)["probs_scale_100"])[i].clone()
 }
 
+/// A classify CSV row (`file,<probabilities>,error`) of `image` that scored: its probabilities.
+pub fn scored_row(row: &str, image: &str) -> Vec<f32> {
+    let fields: Vec<&str> = row.split(',').collect();
+    assert!(
+        fields[0].ends_with(image) && fields.last() == Some(&""),
+        "{row}"
+    );
+    fields[1..fields.len() - 1]
+        .iter()
+        .map(|v| v.parse().unwrap())
+        .collect()
+}
+
 /// The fixture labels as one `--labels` value.
 pub fn labels(model: &str) -> String {
     let l: Vec<String> = serde_json::from_value(model_expected(model)["labels"].clone()).unwrap();

@@ -367,26 +367,18 @@ fn eval_can_score_the_images_itself_and_keep_the_scores() {
     let mut reference = format!("file,{},error\n", labels(m));
     let label_list: Vec<String> = labels(m).split(',').map(String::from).collect();
     let mut right = 0;
-    for (row, image) in rows.iter().zip(images) {
-        let fields: Vec<&str> = row.split(',').collect();
-        assert!(
-            fields[0].ends_with(image) && fields.last() == Some(&""),
-            "{row}"
-        );
-        let got: Vec<f32> = fields[1..fields.len() - 1]
-            .iter()
-            .map(|v| v.parse().unwrap())
-            .collect();
+    for ((row, image), truth) in rows.iter().zip(images).zip(truths) {
+        let got = scored_row(row, image);
         let want = expected_row(m, image);
         assert!(
             max_abs_diff(&got, &want) <= 5e-5,
             "{image}: {row} vs {want:?}"
         );
         let top = (0..want.len()).fold(0, |b, i| if want[i] > want[b] { i } else { b });
-        let t = truths[images.iter().position(|f| *f == image).unwrap()];
-        right += usize::from(label_list[top] == t);
+        right += usize::from(label_list[top] == truth);
         let probs: Vec<String> = want.iter().map(|p| format!("{p:e}")).collect();
-        reference += &format!("{},{},\n", fields[0], probs.join(","));
+        let file = row.split(',').next().unwrap();
+        reference += &format!("{file},{},\n", probs.join(","));
     }
     let accuracy = right as f64 / images.len() as f64;
     assert_eq!(now["n"], 3);
@@ -696,24 +688,35 @@ fn probe_can_embed_the_images_itself() {
         .arg(model_dir("tiny-gelu-p14"));
     let out = run(&mut cmd);
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
-    let from_npy = tmp.path().join("from_npy.json");
-    for (verb, probe_arg) in [("fit", "-o"), ("predict", "--probe")] {
-        let mut cmd = whyxray();
-        cmd.current_dir(tmp.path())
-            .args(["probe", verb, "--embeddings"]);
-        cmd.arg(&npy).arg(probe_arg).arg(&from_npy);
-        if verb == "fit" {
-            cmd.args(["--c", "1", "--tol", "1e-12", "--truth"])
-                .arg(&truth);
-        } else {
-            cmd.args(["--format", "csv"]);
-        }
-        let out = run(&mut cmd);
-        assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
-        if verb == "predict" {
-            same_as_scikit_learn(&stdout(&out), &reference);
-        }
-    }
+    let fit = [
+        "probe",
+        "fit",
+        "--embeddings",
+        "feats.npy",
+        "--truth",
+        "truth.csv",
+        "--c",
+        "1",
+        "--tol",
+        "1e-12",
+        "-o",
+        "from_npy.json",
+    ];
+    let out = whyxray_in(tmp.path(), &fit);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let predict = [
+        "probe",
+        "predict",
+        "--embeddings",
+        "feats.npy",
+        "--probe",
+        "from_npy.json",
+        "--format",
+        "csv",
+    ];
+    let out = whyxray_in(tmp.path(), &predict);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    same_as_scikit_learn(&stdout(&out), &reference);
     // Another model's images are refused.
     let mut cmd = whyxray();
     cmd.current_dir(root().join("tests/data"))

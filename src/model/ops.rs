@@ -89,19 +89,24 @@ impl CustomOp3 for TwoPassLayerNorm {
         let mut out = vec![0f32; x.len()];
         out.par_chunks_mut(n)
             .zip(x.par_chunks(n))
-            .for_each(|(o, row)| {
-                let mean = row.iter().map(|&v| f64::from(v)).sum::<f64>() / n as f64;
-                let var = row
-                    .iter()
-                    .map(|&v| (f64::from(v) - mean).powi(2))
-                    .sum::<f64>()
-                    / n as f64;
-                let inv = 1.0 / (var + f64::from(self.eps)).sqrt();
-                for (((o, &v), &w), &b) in o.iter_mut().zip(row).zip(w).zip(b) {
-                    *o = ((f64::from(v) - mean) * inv) as f32 * w + b;
-                }
-            });
+            .for_each(|(o, row)| layer_norm_row(row, w, b, self.eps, o));
         Ok((CpuStorage::F32(out), l1.shape().clone()))
+    }
+}
+
+/// One row of the two-pass LayerNorm: mean, then variance around it, in float64.
+#[inline]
+pub fn layer_norm_row(row: &[f32], w: &[f32], b: &[f32], eps: f32, out: &mut [f32]) {
+    let n = row.len() as f64;
+    let mean = row.iter().map(|&v| f64::from(v)).sum::<f64>() / n;
+    let var = row
+        .iter()
+        .map(|&v| (f64::from(v) - mean).powi(2))
+        .sum::<f64>()
+        / n;
+    let inv = 1.0 / (var + f64::from(eps)).sqrt();
+    for (((o, &v), &w), &b) in out.iter_mut().zip(row).zip(w).zip(b) {
+        *o = ((f64::from(v) - mean) * inv) as f32 * w + b;
     }
 }
 
@@ -212,12 +217,32 @@ impl candle_core::CustomOp1 for GeluErf {
         let mut out = vec![0f32; x.len()];
         out.par_chunks_mut(1 << 14)
             .zip(x.par_chunks(1 << 14))
-            .for_each(|(o, x)| {
-                for (o, &v) in o.iter_mut().zip(x) {
-                    *o = 0.5 * v * (1.0 + erf(v * std::f32::consts::FRAC_1_SQRT_2));
-                }
-            });
+            .for_each(|(o, x)| gelu_erf_row(x, o));
         Ok((CpuStorage::F32(out), l.shape().clone()))
+    }
+}
+
+/// `out = gelu(x)` element by element, 16 lanes wide where the CPU has AVX-512 (the same
+/// operations in the same order, so the same values as the SSE2 build).
+pub fn gelu_erf_row(x: &[f32], out: &mut [f32]) {
+    #[cfg(target_arch = "x86_64")]
+    if is_x86_feature_detected!("avx512f") {
+        // Safety: the CPU has AVX-512F.
+        return unsafe { gelu_erf_row_avx512(x, out) };
+    }
+    gelu_erf_row_any(x, out)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn gelu_erf_row_avx512(x: &[f32], out: &mut [f32]) {
+    gelu_erf_row_any(x, out)
+}
+
+#[inline(always)]
+fn gelu_erf_row_any(x: &[f32], out: &mut [f32]) {
+    for (o, &v) in out.iter_mut().zip(x) {
+        *o = 0.5 * v * (1.0 + erf(v * std::f32::consts::FRAC_1_SQRT_2));
     }
 }
 
@@ -321,6 +346,18 @@ mod erf_tests {
         }
         eprintln!("fast erf max error {worst:e} at {at}; float32 of libm erf {worst_libm:e}");
         assert!(worst < 4e-7, "max |erf error| {worst:e} at {at}");
+    }
+
+    /// The vector build of GELU gives the portable build's values to the bit.
+    #[test]
+    fn gelu_builds_agree_to_the_bit() {
+        let x: Vec<f32> = (-50_000..50_000).map(|i| i as f32 * 1.7e-4).collect();
+        let (mut a, mut b) = (vec![0f32; x.len()], vec![0f32; x.len()]);
+        super::gelu_erf_row(&x, &mut a);
+        super::gelu_erf_row_any(&x, &mut b);
+        assert!(a.iter().zip(&b).all(|(a, b)| a.to_bits() == b.to_bits()));
+        assert_eq!(a[50_000], 0.0);
+        assert!((a[55_882] - 0.8413).abs() < 1e-3, "gelu(1) = {}", a[55_882]);
     }
 
     /// erf in double via its Taylor series (|x| <= 2) or continued-fraction erfc (larger |x|).

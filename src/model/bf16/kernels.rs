@@ -24,25 +24,27 @@ pub struct Kernel {
     pub name: &'static str,
     pub mr: usize,
     pub a_form: AForm,
-    /// `(a, lda, b, kc, out)`: `a` points at the tile's first value: for `Pairs`, pair `p` of
-    /// row `r` at `p * lda + r` (`lda` = the tile's rows); for `Rounded`, value `i` of row `r`
-    /// at `r * lda + i`. `b` points at the panel's block of `kc` pairs (64 u16 each); writes
-    /// the tile's sums over the block to `out` [MR_MAX][NR].
-    run: unsafe fn(*const u8, usize, *const u16, usize, &mut [f32; MR_MAX * NR]),
+    /// `(a, lda, b, kc, c, ldc)`: `a` points at the tile's first value: for `Pairs`, pair `p`
+    /// of row `r` at `p * lda + r` (`lda` = the tile's rows); for `Rounded`, value `i` of row
+    /// `r` at `r * lda + i`. `b` points at the panel's block of `kc` pairs (64 u16 each); adds
+    /// the tile's sums over the block to the `mr` x 32 floats at `c` (row stride `ldc`).
+    run: unsafe fn(*const u8, usize, *const u16, usize, *mut f32, usize),
 }
 
 impl Kernel {
     /// # Safety
-    /// `a` must hold `mr` rows of at least `kc` pairs at stride `lda`, `b` `kc * 64` values.
+    /// `a` must hold `mr` rows of at least `kc` pairs at stride `lda`, `b` `kc * 64` values,
+    /// `c` `mr` rows of 32 floats at stride `ldc`, which no one else touches meanwhile.
     pub unsafe fn run(
         &self,
         a: *const u8,
         lda: usize,
         b: *const u16,
         kc: usize,
-        out: &mut [f32; MR_MAX * NR],
+        c: *mut f32,
+        ldc: usize,
     ) {
-        (self.run)(a, lda, b, kc, out)
+        (self.run)(a, lda, b, kc, c, ldc)
     }
 
     /// The best kernel this CPU runs, or the one `WHYXRAY_BF16_KERNEL` names
@@ -93,15 +95,28 @@ pub fn available() -> Vec<Kernel> {
 #[inline(always)]
 pub fn to_bf16(x: f32) -> u16 {
     let b = x.to_bits();
-    if x.is_nan() {
-        return ((b >> 16) | 0x40) as u16;
-    }
-    ((b + 0x7fff + ((b >> 16) & 1)) >> 16) as u16
+    // Both computed and one selected, so that a loop of these vectorises.
+    let quiet_nan = (b >> 16) | 0x40;
+    let rounded = b.wrapping_add(0x7fff + ((b >> 16) & 1)) >> 16;
+    (if x.is_nan() { quiet_nan } else { rounded }) as u16
 }
 
 #[inline(always)]
 pub fn from_bf16(h: u16) -> f32 {
     f32::from_bits(u32::from(h) << 16)
+}
+
+/// `c[r][j] += acc[r][j]` for a tile's rows.
+///
+/// # Safety
+/// `c` must hold `acc.len()` rows of `NR` floats at stride `ldc`.
+unsafe fn add_rows(acc: &[[f32; NR]], c: *mut f32, ldc: usize) {
+    for (r, acc) in acc.iter().enumerate() {
+        let row = std::slice::from_raw_parts_mut(c.add(r * ldc), NR);
+        for (o, a) in row.iter_mut().zip(acc) {
+            *o += a;
+        }
+    }
 }
 
 /// Plain Rust, any CPU: even k then odd k per pair, as the AVX2 kernel.
@@ -110,7 +125,8 @@ unsafe fn tile_portable(
     lda: usize,
     b: *const u16,
     kc: usize,
-    out: &mut [f32; MR_MAX * NR],
+    c: *mut f32,
+    ldc: usize,
 ) {
     const MR: usize = 4;
     let a = a.cast::<f32>();
@@ -125,14 +141,12 @@ unsafe fn tile_portable(
             }
         }
     }
-    for (r, acc) in acc.iter().enumerate() {
-        out[r * NR..][..NR].copy_from_slice(acc);
-    }
+    add_rows(&acc, c, ldc);
 }
 
 #[cfg(target_arch = "x86_64")]
 mod x86 {
-    use super::{MR_MAX, NR};
+    use super::NR;
     use std::arch::x86_64::*;
 
     /// 12 rows x 32 columns in 24 accumulators; each step broadcasts the tile's 12 pairs,
@@ -143,7 +157,8 @@ mod x86 {
         lda: usize,
         b: *const u16,
         kc: usize,
-        out: &mut [f32; MR_MAX * NR],
+        c: *mut f32,
+        ldc: usize,
     ) {
         const MR: usize = 12;
         let a = a.cast::<i32>();
@@ -159,8 +174,10 @@ mod x86 {
             }
         }
         for (r, acc) in acc.iter().enumerate() {
-            _mm512_storeu_ps(out.as_mut_ptr().add(r * NR), acc[0]);
-            _mm512_storeu_ps(out.as_mut_ptr().add(r * NR + 16), acc[1]);
+            for (h, acc) in acc.iter().enumerate() {
+                let o = c.add(r * ldc + 16 * h);
+                _mm512_storeu_ps(o, _mm512_add_ps(_mm512_loadu_ps(o), *acc));
+            }
         }
     }
 
@@ -172,7 +189,8 @@ mod x86 {
         lda: usize,
         b: *const u16,
         kc: usize,
-        out: &mut [f32; MR_MAX * NR],
+        c: *mut f32,
+        ldc: usize,
     ) {
         const MR: usize = 4;
         let a = a.cast::<f32>();
@@ -196,9 +214,10 @@ mod x86 {
                 }
             }
             for (r, acc) in acc.iter().enumerate() {
-                let o = out.as_mut_ptr().add(r * NR + half * 16);
-                _mm256_storeu_ps(o, acc[0]);
-                _mm256_storeu_ps(o.add(8), acc[1]);
+                for (v, acc) in acc.iter().enumerate() {
+                    let o = c.add(r * ldc + half * 16 + 8 * v);
+                    _mm256_storeu_ps(o, _mm256_add_ps(_mm256_loadu_ps(o), *acc));
+                }
             }
         }
     }
@@ -210,13 +229,7 @@ mod x86 {
 /// Intel's pseudo-code orders them.
 #[cfg(test)]
 pub(super) fn emulated_avx512_bf16() -> Kernel {
-    unsafe fn tile(
-        a: *const u8,
-        lda: usize,
-        b: *const u16,
-        kc: usize,
-        out: &mut [f32; MR_MAX * NR],
-    ) {
+    unsafe fn tile(a: *const u8, lda: usize, b: *const u16, kc: usize, c: *mut f32, ldc: usize) {
         let a = a.cast::<u32>();
         let mut acc = [[0f32; NR]; MR_MAX];
         for p in 0..kc {
@@ -232,9 +245,7 @@ pub(super) fn emulated_avx512_bf16() -> Kernel {
                 }
             }
         }
-        for (r, acc) in acc.iter().enumerate() {
-            out[r * NR..][..NR].copy_from_slice(acc);
-        }
+        add_rows(&acc, c, ldc);
     }
     Kernel {
         name: "avx512-bf16 (emulated)",

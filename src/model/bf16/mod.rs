@@ -8,6 +8,8 @@
 //! each panel, for each pair of k, 32 (even k, odd k) bf16 pairs: exactly the operand of
 //! `vdpbf16ps`, which adds a pair's two products into each float32 lane.
 
+mod attention;
+pub mod block;
 mod kernels;
 
 use candle_core::{CpuStorage, CustomOp1, Layout, Shape};
@@ -77,38 +79,115 @@ impl Packed {
     }
 }
 
-/// A float32 `[m, k]` as the kernel reads it (`AForm`), rows padded to whole tiles (zeros),
-/// k to whole pairs; returns it with the kernel's `lda`.
-fn prepare_a(x: &[f32], m: usize, k: usize, kernel: &Kernel) -> (Vec<u32>, usize) {
+/// The left operand `[m, k]` as a kernel reads it (`AForm`): rows padded to whole tiles
+/// (zeros), k to whole pairs.
+pub struct PackedA {
+    data: Vec<u32>,
+    lda: usize,
+    m: usize,
+    k: usize,
+    kernel: Kernel,
+}
+
+/// A float32 `[m, k]`, packed.
+fn prepare_a(x: &[f32], m: usize, k: usize, kernel: &Kernel) -> PackedA {
+    pack_a(m, k, kernel, |r, row| row.copy_from_slice(&x[r * k..][..k]))
+}
+
+/// As `prepare_a`, with row `r` made by `fill(r, row)`: the fused block passes LayerNorm or
+/// GELU here, so their float32 output goes straight into the GEMM's operand.
+pub fn pack_a<F>(m: usize, k: usize, kernel: &Kernel, fill: F) -> PackedA
+where
+    F: Fn(usize, &mut [f32]) + Sync,
+{
     let (kp, mr) = (k.div_ceil(2), kernel.mr);
     let rows = m.div_ceil(mr) * mr;
-    match kernel.a_form {
-        AForm::Pairs => {
-            // Tile-major, then pair-major: pair p of the tile's row r at p * mr + r.
-            let mut a = vec![0u32; rows * kp];
-            a.par_chunks_mut(mr * kp)
-                .zip(x.par_chunks(mr * k))
-                .for_each(|(dst, src)| {
-                    for (r, row) in src.chunks(k).enumerate() {
-                        for (p, pair) in row.chunks(2).enumerate() {
-                            let hi = pair.get(1).map_or(0, |&v| u32::from(to_bf16(v)));
-                            dst[p * mr + r] = u32::from(to_bf16(pair[0])) | hi << 16;
-                        }
-                    }
-                });
-            (a, mr)
+    let (lda, tile_len) = match kernel.a_form {
+        AForm::Pairs => (mr, mr * kp),
+        AForm::Rounded => (2 * kp, mr * 2 * kp),
+    };
+    let mut data = vec![0u32; rows * tile_len / mr];
+    let form = kernel.a_form;
+    data.par_chunks_mut(tile_len).enumerate().for_each_init(
+        || (Vec::new(), Vec::new()),
+        |(row, bf), (tile, dst)| {
+            let tile_rows = mr.min(m.saturating_sub(tile * mr));
+            let job = TileJob {
+                first: tile * mr,
+                rows: tile_rows,
+                k,
+                mr,
+                form,
+            };
+            #[cfg(target_arch = "x86_64")]
+            if is_x86_feature_detected!("avx512f") {
+                // Safety: the CPU has AVX-512F.
+                return unsafe { pack_tile_avx512(&job, &fill, row, bf, dst) };
+            }
+            pack_tile(&job, &fill, row, bf, dst)
+        },
+    );
+    PackedA {
+        data,
+        lda,
+        m,
+        k,
+        kernel: *kernel,
+    }
+}
+
+/// One tile of `pack_a`: rows `first..first + rows` (the rest of the tile stays zero).
+struct TileJob {
+    first: usize,
+    rows: usize,
+    k: usize,
+    mr: usize,
+    form: AForm,
+}
+
+/// `pack_tile` built for AVX-512, so that `fill` (LayerNorm, GELU), inlined here, and the
+/// rounding to bf16 run 16 lanes wide instead of SSE2's 4.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn pack_tile_avx512<F: Fn(usize, &mut [f32])>(
+    job: &TileJob,
+    fill: &F,
+    row: &mut Vec<f32>,
+    bf: &mut Vec<u16>,
+    dst: &mut [u32],
+) {
+    pack_tile(job, fill, row, bf, dst)
+}
+
+#[inline(always)]
+fn pack_tile<F: Fn(usize, &mut [f32])>(
+    job: &TileJob,
+    fill: &F,
+    row: &mut Vec<f32>,
+    bf: &mut Vec<u16>,
+    dst: &mut [u32],
+) {
+    let (k, kp, mr) = (job.k, job.k.div_ceil(2), job.mr);
+    row.resize(k, 0.0);
+    bf.resize(2 * kp, 0);
+    for r in 0..job.rows {
+        fill(job.first + r, row);
+        for (b, &v) in bf.iter_mut().zip(row.iter()) {
+            *b = to_bf16(v);
         }
-        AForm::Rounded => {
-            let lda = 2 * kp;
-            let mut a = vec![0u32; rows * lda];
-            a.par_chunks_mut(lda)
-                .zip(x.par_chunks(k))
-                .for_each(|(dst, src)| {
-                    for (d, &v) in dst.iter_mut().zip(src) {
-                        *d = u32::from(to_bf16(v)) << 16;
-                    }
-                });
-            (a, lda)
+        match job.form {
+            // Tile-major, then pair-major: pair p of the tile's row r at p * mr + r; a pair
+            // is two consecutive bf16, little-endian (even k in the low half).
+            AForm::Pairs => {
+                for (p, pair) in bf.chunks_exact(2).enumerate() {
+                    dst[p * mr + r] = u32::from(pair[0]) | u32::from(pair[1]) << 16;
+                }
+            }
+            AForm::Rounded => {
+                for (d, &b) in dst[r * 2 * kp..][..2 * kp].iter_mut().zip(bf.iter()) {
+                    *d = u32::from(b) << 16;
+                }
+            }
         }
     }
 }
@@ -131,8 +210,20 @@ pub fn linear(x: &[f32], m: usize, w: &Packed, bias: Option<&[f32]>, kernel: &Ke
     if k == 0 {
         return out;
     }
-    let (a, lda) = prepare_a(x, m, k, kernel);
-    let (kp, mr) = (w.pairs(), kernel.mr);
+    accumulate(&prepare_a(x, m, k, kernel), w, &mut out);
+    out
+}
+
+/// `out` [m, n] += A [m, k] times the packed weight's transpose.
+pub fn accumulate(a: &PackedA, w: &Packed, out: &mut [f32]) {
+    let (m, n, kp) = (a.m, w.n, w.pairs());
+    let (kernel, lda, mr) = (&a.kernel, a.lda, a.kernel.mr);
+    assert_eq!(a.k, w.k, "operands differ in k");
+    assert_eq!(out.len(), m * n, "output is not [m, n]");
+    let a_data = &a.data;
+    if m == 0 || n == 0 || kp == 0 {
+        return;
+    }
     // Row blocks of whole tiles, about 96 rows; tasks are (row block, group of panels).
     let mc = (96 / mr).max(1) * mr;
     let row_blocks = m.div_ceil(mc);
@@ -150,18 +241,25 @@ pub fn linear(x: &[f32], m: usize, w: &Packed, bias: Option<&[f32]>, kernel: &Ke
                 let b = w.data[(panel * kp + k0) * 2 * NR..].as_ptr();
                 let cols = NR.min(n - panel * NR);
                 for r0 in rows.clone().step_by(mr) {
-                    let a_off = match kernel.a_form {
+                    let a = match kernel.a_form {
                         AForm::Pairs => r0 * kp + k0 * mr,
                         AForm::Rounded => r0 * lda + 2 * k0,
                     };
                     // Safety: `a` has whole tiles of rows, each with all `kp` pairs; the
                     // panel holds `kp` pairs of 64 values from `k0`.
-                    unsafe {
-                        kernel.run(a.as_ptr().add(a_off).cast(), lda, b, kc, &mut tile);
+                    let a = unsafe { a_data.as_ptr().add(a).cast() };
+                    let tile_rows = mr.min(rows.end - r0);
+                    if tile_rows == mr && cols == NR {
+                        // Safety: rows r0.. r0 + mr < m, the panel's 32 columns < n; no
+                        // other task touches this row block's panel.
+                        unsafe { kernel.run(a, lda, b, kc, dst.0.add(r0 * n + panel * NR), n) };
+                        continue;
                     }
-                    for r in 0..mr.min(rows.end - r0) {
-                        // Safety: row r0 + r < m, columns inside the panel and < n; no other
-                        // task touches this row block's panel.
+                    // An edge tile: summed apart, then its rows and columns inside the output.
+                    tile.fill(0.0);
+                    unsafe { kernel.run(a, lda, b, kc, tile.as_mut_ptr(), NR) };
+                    for r in 0..tile_rows {
+                        // Safety: as above, for `cols` columns of row r0 + r.
                         let o = unsafe {
                             std::slice::from_raw_parts_mut(
                                 dst.0.add((r0 + r) * n + panel * NR),
@@ -176,7 +274,6 @@ pub fn linear(x: &[f32], m: usize, w: &Packed, bias: Option<&[f32]>, kernel: &Ke
             }
         }
     });
-    out
 }
 
 /// A packed linear layer as a candle op on contiguous float32 CPU tensors [rows, k].
@@ -197,6 +294,11 @@ impl LinearOp {
 
     pub fn out_features(&self) -> usize {
         self.weight.n
+    }
+
+    /// The packed weight, its bias and the kernel, for the fused block.
+    pub fn parts(&self) -> (&Packed, &[f32], Kernel) {
+        (&self.weight, &self.bias, self.kernel)
     }
 }
 

@@ -223,18 +223,41 @@ impl ResidualAttentionBlock {
     }
 }
 
-/// `x` [B, T, D] float32 on the CPU through the fused block.
+/// `x` [B, T, D] float32 on the CPU through the fused block, read and written in candle's
+/// own buffers.
 fn fused_forward(block: &bf16::block::Block, x: &Tensor, mask: Option<&Tensor>) -> Result<Tensor> {
-    let (b, t, _) = x.dims3()?;
-    let xs = x
-        .to_dtype(candle_core::DType::F32)?
-        .flatten_all()?
-        .to_vec1::<f32>()?;
     let mask = mask
         .map(|m| m.flatten_all()?.to_vec1::<f32>())
         .transpose()?;
-    let y = block.forward(&xs, (b, t), mask.as_deref());
-    Tensor::from_vec(y, x.shape(), x.device())
+    let op = FusedBlock { block, mask };
+    x.to_dtype(candle_core::DType::F32)?
+        .contiguous()?
+        .apply_op1_no_bwd(&op)
+}
+
+struct FusedBlock<'a> {
+    block: &'a bf16::block::Block<'a>,
+    mask: Option<Vec<f32>>,
+}
+
+impl candle_core::CustomOp1 for FusedBlock<'_> {
+    fn name(&self) -> &'static str {
+        "bf16-fused-block"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s: &candle_core::CpuStorage,
+        l: &candle_core::Layout,
+    ) -> Result<(candle_core::CpuStorage, candle_core::Shape)> {
+        let (b, t, _) = l.shape().dims3()?;
+        let x = match (s, l.contiguous_offsets()) {
+            (candle_core::CpuStorage::F32(v), Some((from, to))) => &v[from..to],
+            _ => candle_core::bail!("fused block: the input must be contiguous float32"),
+        };
+        let y = self.block.forward(x, (b, t), self.mask.as_deref());
+        Ok((candle_core::CpuStorage::F32(y), l.shape().clone()))
+    }
 }
 
 /// A stack of blocks with keys `resblocks.N.*`.

@@ -100,6 +100,15 @@ pub fn pack_a<F>(m: usize, k: usize, kernel: &Kernel, fill: F) -> PackedA
 where
     F: Fn(usize, &mut [f32]) + Sync,
 {
+    pack_a_built(m, k, kernel, fill, true)
+}
+
+/// `pack_a` with the AVX-512 build of its loop when `wide` and the CPU has AVX-512F, else the
+/// baseline build (the tests compare the two).
+fn pack_a_built<F>(m: usize, k: usize, kernel: &Kernel, fill: F, wide: bool) -> PackedA
+where
+    F: Fn(usize, &mut [f32]) + Sync,
+{
     let (kp, mr) = (k.div_ceil(2), kernel.mr);
     let rows = m.div_ceil(mr) * mr;
     let (lda, tile_len) = match kernel.a_form {
@@ -120,7 +129,7 @@ where
                 form,
             };
             #[cfg(target_arch = "x86_64")]
-            if is_x86_feature_detected!("avx512f") {
+            if wide && is_x86_feature_detected!("avx512f") {
                 // Safety: the CPU has AVX-512F.
                 return unsafe { pack_tile_avx512(&job, &fill, row, bf, dst) };
             }

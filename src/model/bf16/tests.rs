@@ -156,6 +156,31 @@ fn rounds_to_nearest_even_like_half() {
     assert!(from_bf16(to_bf16(f32::NAN)).is_nan());
 }
 
+/// The AVX-512 build of the A packing (with a GELU row fill, as the fused block uses it) gives
+/// the baseline build's operand to the bit, in both forms, on odd shapes and special values.
+#[test]
+fn both_builds_of_the_packing_agree_to_the_bit() {
+    for kernel in [
+        Kernel::select(),
+        available().pop().unwrap(),
+        kernels::emulated_avx512_bf16(),
+    ] {
+        for &(m, k) in &[(1, 1), (7, 3), (13, 1024), (25, 2101)] {
+            let mut x: Vec<f32> = values(m * k, 11).iter().map(|v| v * 8.0).collect();
+            x[0] = f32::NAN;
+            x[m * k / 2] = f32::INFINITY;
+            let fill =
+                |r: usize, row: &mut [f32]| crate::model::ops::gelu_erf_row(&x[r * k..][..k], row);
+            let (a, b) = (
+                pack_a_built(m, k, &kernel, fill, true),
+                pack_a_built(m, k, &kernel, fill, false),
+            );
+            assert_eq!((a.lda, a.data.len()), (b.lda, b.data.len()));
+            assert!(a.data == b.data, "{}: {m}x{k}", kernel.name);
+        }
+    }
+}
+
 #[test]
 fn unpacked_weight_is_the_rounded_transpose() {
     let (n, k) = (45, 7);

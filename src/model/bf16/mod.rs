@@ -7,6 +7,10 @@
 //! Layout: the weight `W` [n, k] (torch `[out, in]`) becomes panels of 32 output columns; in
 //! each panel, for each pair of k, 32 (even k, odd k) bf16 pairs: exactly the operand of
 //! `vdpbf16ps`, which adds a pair's two products into each float32 lane.
+//!
+//! `block.rs` runs a whole residual block on these GEMMs (LayerNorm and GELU written straight
+//! into the packed operand, residual and bias as the output's starting value), `attention.rs`
+//! its float32 attention.
 
 mod attention;
 pub mod block;
@@ -133,6 +137,8 @@ where
                 // Safety: the CPU has AVX-512F.
                 return unsafe { pack_tile_avx512(&job, &fill, row, bf, dst) };
             }
+            #[cfg(not(target_arch = "x86_64"))]
+            let _ = wide;
             pack_tile(&job, &fill, row, bf, dst)
         },
     );

@@ -22,8 +22,10 @@ pub enum AForm {
 #[derive(Clone, Copy, Debug)]
 pub struct Kernel {
     pub name: &'static str,
-    pub mr: usize,
-    pub a_form: AForm,
+    /// Rows per tile and the form of A: fixed by the kernel function (which writes `mr` rows
+    /// into the output), so not settable from outside.
+    pub(super) mr: usize,
+    pub(super) a_form: AForm,
     /// `(a, lda, b, kc, c, ldc)`: `a` points at the tile's first value: for `Pairs`, pair `p`
     /// of row `r` at `p * lda + r` (`lda` = the tile's rows); for `Rounded`, value `i` of row
     /// `r` at `r * lda + i`. `b` points at the panel's block of `kc` pairs (64 u16 each); adds

@@ -4,7 +4,7 @@
 
 use super::bf16::{Kernel, Packed};
 use super::transformer::Weight;
-use candle_core::{Result, Tensor};
+use candle_core::{DType, Result, Tensor};
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -67,13 +67,28 @@ impl<'a> Params<'a> {
         let Some(kernel) = self.pack else {
             return Ok(Weight::Plain(self.take_transposed(name)?));
         };
-        let w = self.take(name)?;
+        let w = self.take(name)?.contiguous()?;
         let (n, k) = w.dims2()?;
-        let w = w
-            .to_dtype(candle_core::DType::F32)?
-            .flatten_all()?
-            .to_vec1::<f32>()?;
-        let packed = Packed::from_rows(&w, n, k);
+        let packed = match bf16_bits(&w)? {
+            // Read as bf16 (`weights::load_as`): packed from its bits, no float32 copy.
+            Some(bits) => Packed::from_bf16_rows(&bits, n, k),
+            None => Packed::from_rows(&w.to_dtype(DType::F32)?.flatten_all()?.to_vec1()?, n, k),
+        };
+        drop(w);
         Ok(Weight::Bf16(Arc::new(packed), kernel))
     }
+}
+
+/// A contiguous bf16 CPU tensor's values as bit patterns (`None` for anything else).
+fn bf16_bits(t: &Tensor) -> Result<Option<Vec<u16>>> {
+    if t.dtype() != DType::BF16 || !t.device().is_cpu() {
+        return Ok(None);
+    }
+    let (storage, layout) = t.storage_and_layout();
+    let (candle_core::Storage::Cpu(candle_core::CpuStorage::BF16(v)), Some((a, b))) =
+        (&*storage, layout.contiguous_offsets())
+    else {
+        return Ok(None);
+    };
+    Ok(Some(v[a..b].iter().map(|x| x.to_bits()).collect()))
 }

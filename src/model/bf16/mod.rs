@@ -50,15 +50,26 @@ impl Packed {
     /// From a row-major float32 `[n, k]` weight (torch's `nn.Linear.weight`).
     pub fn from_rows(w: &[f32], n: usize, k: usize) -> Self {
         assert_eq!(w.len(), n * k, "weight is not [n, k]");
+        Self::from_bits(n, k, |i| to_bf16(w[i]))
+    }
+
+    /// From a row-major `[n, k]` weight already in bf16 (its bit patterns): no float32 copy.
+    pub fn from_bf16_rows(w: &[u16], n: usize, k: usize) -> Self {
+        assert_eq!(w.len(), n * k, "weight is not [n, k]");
+        Self::from_bits(n, k, |i| w[i])
+    }
+
+    /// Value `i` of the row-major `[n, k]` weight, as bf16 bits, by `at(i)`.
+    fn from_bits(n: usize, k: usize, at: impl Fn(usize) -> u16 + Sync) -> Self {
         let kp = k.div_ceil(2);
         let mut data = vec![0u16; n.div_ceil(NR) * kp * 2 * NR];
         data.par_chunks_mut(kp * 2 * NR)
             .enumerate()
             .for_each(|(panel, dst)| {
                 for c in 0..NR.min(n - panel * NR) {
-                    let row = &w[(panel * NR + c) * k..][..k];
-                    for (i, &v) in row.iter().enumerate() {
-                        dst[(i / 2) * 2 * NR + 2 * c + i % 2] = to_bf16(v);
+                    let row = (panel * NR + c) * k;
+                    for i in 0..k {
+                        dst[(i / 2) * 2 * NR + 2 * c + i % 2] = at(row + i);
                     }
                 }
             });

@@ -185,6 +185,21 @@ fn both_builds_of_the_packing_agree_to_the_bit() {
     }
 }
 
+/// Packing a weight read as bf16 from its bits gives what packing its float32 values gives.
+#[test]
+fn packing_from_bf16_bits_equals_packing_from_float32() {
+    let (n, k) = (45, 37);
+    let w = round_all(&values(n * k, 5));
+    let bits: Vec<u16> = w.iter().map(|&v| to_bf16(v)).collect();
+    let (a, b) = (
+        Packed::from_rows(&w, n, k),
+        Packed::from_bf16_rows(&bits, n, k),
+    );
+    assert_eq!((a.n, a.k), (b.n, b.k));
+    assert!(a.data == b.data);
+    assert_eq!(b.unpacked_t()[k * n - 1], w[n * k - 1]);
+}
+
 #[test]
 fn unpacked_weight_is_the_rounded_transpose() {
     let (n, k) = (45, 7);

@@ -74,7 +74,6 @@ impl<'a> Params<'a> {
             Some(bits) => Packed::from_bf16_rows(&bits, n, k),
             None => Packed::from_rows(&w.to_dtype(DType::F32)?.flatten_all()?.to_vec1()?, n, k),
         };
-        drop(w);
         Ok(Weight::Bf16(Arc::new(packed), kernel))
     }
 }

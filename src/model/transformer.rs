@@ -55,10 +55,10 @@ impl Dense {
         Ok((wt, &self.bias))
     }
 
-    /// The packed weight and bias, when the weight is packed.
-    fn packed(&self) -> Option<bf16::block::Linear<'_>> {
-        let (weight, bias, _) = self.op.as_ref()?.parts();
-        Some(bf16::block::Linear { weight, bias })
+    /// The packed weight and bias, and the kernel they run on, when the weight is packed.
+    fn packed(&self) -> Option<(bf16::block::Linear<'_>, Kernel)> {
+        let (weight, bias, kernel) = self.op.as_ref()?.parts();
+        Some((bf16::block::Linear { weight, bias }, kernel))
     }
 
     /// From `<p>.weight` and `<p>.bias`.
@@ -140,18 +140,34 @@ pub struct ResidualAttentionBlock {
     c_fc: Dense,
     c_proj: Dense,
     act: Activation,
+    /// ln_1 and ln_2 as float32 vectors for the fused block, when every linear layer is
+    /// packed for the CPU's bf16 GEMM (`--dtype bf16` on the CPU).
+    fused_norms: Option<(bf16::block::Norm, bf16::block::Norm)>,
 }
 
 impl ResidualAttentionBlock {
     pub fn new(heads: usize, act: Activation, p: Params) -> Result<Self> {
-        Ok(Self {
+        let mut block = Self {
             ln_1: ln(p.pp("ln_1"))?,
             attn: Attention::new(heads, p.pp("attn"))?,
             ln_2: ln(p.pp("ln_2"))?,
             c_fc: Dense::load(p.pp("mlp.c_fc"))?,
             c_proj: Dense::load(p.pp("mlp.c_proj"))?,
             act,
-        })
+            fused_norms: None,
+        };
+        let packed = [
+            &block.attn.in_proj,
+            &block.attn.out_proj,
+            &block.c_fc,
+            &block.c_proj,
+        ]
+        .iter()
+        .all(|d| d.packed().is_some());
+        if packed {
+            block.fused_norms = Some((norm(&block.ln_1)?, norm(&block.ln_2)?));
+        }
+        Ok(block)
     }
 
     pub fn parts(&self) -> BlockParts<'_> {
@@ -168,7 +184,7 @@ impl ResidualAttentionBlock {
     }
 
     pub fn forward(&self, x: &Tensor, mask: Option<&Tensor>) -> Result<Tensor> {
-        match self.fused()? {
+        match self.fused() {
             Some(block) if fusable(&block, x, mask) => fused_forward(&block, x, mask),
             _ => self.forward_ops(x, mask),
         }
@@ -187,40 +203,32 @@ impl ResidualAttentionBlock {
 }
 
 impl ResidualAttentionBlock {
-    /// The block as one fused CPU computation, when every linear layer is packed for the
-    /// CPU's bf16 GEMM (`--dtype bf16` on the CPU).
-    fn fused(&self) -> Result<Option<bf16::block::Block<'_>>> {
-        let (Some(in_proj), Some(out_proj), Some(c_fc), Some(c_proj)) = (
-            self.attn.in_proj.packed(),
-            self.attn.out_proj.packed(),
-            self.c_fc.packed(),
-            self.c_proj.packed(),
-        ) else {
-            return Ok(None);
-        };
-        let Some(op) = &self.c_fc.op else {
-            return Ok(None);
-        };
-        let norm = |ln: &LayerNorm| -> Result<bf16::block::Norm> {
-            let (w, b, eps) = ln.parts();
-            Ok(bf16::block::Norm {
-                weight: w.to_dtype(candle_core::DType::F32)?.to_vec1()?,
-                bias: b.to_dtype(candle_core::DType::F32)?.to_vec1()?,
-                eps,
-            })
-        };
-        Ok(Some(bf16::block::Block {
-            ln_1: norm(&self.ln_1)?,
+    /// The block as one fused CPU computation, when every linear layer is packed.
+    fn fused(&self) -> Option<bf16::block::Block<'_>> {
+        let (ln_1, ln_2) = self.fused_norms.as_ref()?;
+        let (in_proj, kernel) = self.attn.in_proj.packed()?;
+        Some(bf16::block::Block {
+            ln_1,
             in_proj,
-            out_proj,
+            out_proj: self.attn.out_proj.packed()?.0,
             heads: self.attn.heads,
-            ln_2: norm(&self.ln_2)?,
-            c_fc,
-            c_proj,
+            ln_2,
+            c_fc: self.c_fc.packed()?.0,
+            c_proj: self.c_proj.packed()?.0,
             act: self.act,
-            kernel: op.parts().2,
-        }))
+            kernel,
+        })
     }
+}
+
+/// A LayerNorm's weight, bias and eps as the fused block reads them.
+fn norm(ln: &LayerNorm) -> Result<bf16::block::Norm> {
+    let (w, b, eps) = ln.parts();
+    Ok(bf16::block::Norm {
+        weight: w.to_dtype(candle_core::DType::F32)?.to_vec1()?,
+        bias: b.to_dtype(candle_core::DType::F32)?.to_vec1()?,
+        eps,
+    })
 }
 
 /// Whether the fused block takes these inputs: [B, T, width] and a float32 [T, T] mask, as
@@ -376,7 +384,7 @@ mod tests {
         let mut worst = 0f64;
         for act in [Activation::Gelu, Activation::QuickGelu] {
             let blk = block(d, heads, act, kernel);
-            assert!(blk.fused().unwrap().is_some(), "not fused");
+            assert!(blk.fused().is_some(), "not fused");
             for mask in [None, Some(&mask)] {
                 let got = blk.forward(&x, mask).unwrap();
                 let want = blk.forward_ops(&x, mask).unwrap();

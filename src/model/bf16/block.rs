@@ -24,11 +24,11 @@ pub struct Norm {
 }
 
 pub struct Block<'a> {
-    pub ln_1: Norm,
+    pub ln_1: &'a Norm,
     pub in_proj: Linear<'a>,
     pub out_proj: Linear<'a>,
     pub heads: usize,
-    pub ln_2: Norm,
+    pub ln_2: &'a Norm,
     pub c_fc: Linear<'a>,
     pub c_proj: Linear<'a>,
     pub act: Activation,
@@ -46,8 +46,9 @@ impl Block<'_> {
             })
         };
 
-        let mut qkv = repeat(self.in_proj.bias, m);
-        accumulate(&normed(x, &self.ln_1), self.in_proj.weight, &mut qkv);
+        let mut qkv = self.in_proj.bias.repeat(m);
+        // The q/k/v and c_fc GEMMs accumulate onto their bias repeated on every row.
+        accumulate(&normed(x, self.ln_1), self.in_proj.weight, &mut qkv);
         let heads = attention::forward(&qkv, (b, t, d), self.heads, mask);
         let heads = pack_a(m, d, &self.kernel, |r, row| {
             row.copy_from_slice(&heads[r * d..][..d])
@@ -55,8 +56,8 @@ impl Block<'_> {
         let mut x1 = plus_bias(x, self.out_proj.bias);
         accumulate(&heads, self.out_proj.weight, &mut x1);
 
-        let mut h = repeat(self.c_fc.bias, m);
-        accumulate(&normed(&x1, &self.ln_2), self.c_fc.weight, &mut h);
+        let mut h = self.c_fc.bias.repeat(m);
+        accumulate(&normed(&x1, self.ln_2), self.c_fc.weight, &mut h);
         let hw = self.c_fc.bias.len();
         let act = pack_a(m, hw, &self.kernel, |r, row| {
             let src = &h[r * hw..][..hw];
@@ -74,11 +75,6 @@ impl Block<'_> {
         accumulate(&act, self.c_proj.weight, &mut out);
         out
     }
-}
-
-/// `bias` as each of `m` rows: the GEMM accumulates onto it.
-fn repeat(bias: &[f32], m: usize) -> Vec<f32> {
-    bias.repeat(m)
 }
 
 /// `x` [m, d] plus `bias` on every row: the residual, which an output projection's GEMM then

@@ -226,14 +226,10 @@ unsafe impl Sync for OutPtr {}
 pub fn linear(x: &[f32], m: usize, w: &Packed, bias: Option<&[f32]>, kernel: &Kernel) -> Vec<f32> {
     let (n, k) = (w.n, w.k);
     assert_eq!(x.len(), m * k, "input is not [m, k]");
-    let mut out = vec![0f32; m * n];
-    if m == 0 || n == 0 {
-        return out;
-    }
-    if let Some(b) = bias {
-        out.par_chunks_mut(n).for_each(|row| row.copy_from_slice(b));
-    }
-    if k == 0 {
+    assert!(bias.is_none_or(|b| b.len() == n), "bias is not [n]");
+    // The GEMM accumulates onto the bias repeated on every row, as the fused block's do.
+    let mut out = bias.map_or_else(|| vec![0f32; m * n], |b| b.repeat(m));
+    if m == 0 || n == 0 || k == 0 {
         return out;
     }
     accumulate(&prepare_a(x, m, k, kernel), w, &mut out);

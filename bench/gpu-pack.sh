@@ -16,12 +16,15 @@
 #   finds: A100 (sm_80), RTX 30xx/A6000 (sm_86), RTX 40xx/L4/L40 (sm_89), H100/H200
 #   (sm_90), Blackwell (sm_100, sm_120). bf16 needs 8.0, so nothing older is lost. Matrix
 #   products run in cuBLAS, whose SASS covers all of them.
-# - candle builds cudarc with `dynamic-linking`: the binary names libcuda.so.1,
-#   libcublas.so.13, libcublasLt.so.13, libcurand.so.10, libnvrtc.so.13 and libcudart.so.13
-#   and the loader must find them at start. It is linked against libcudart from the wheel and
-#   stubs of the others (below); on the GPU machine run.sh puts its PyTorch's NVIDIA libraries
-#   on the path, so the machine's own libraries are used.
-# - Ends with the checks a CPU machine can make (see the end of this script).
+# - The packed binary starts on any Linux x86-64 machine, with or without a GPU: cudarc, which
+#   candle builds with `dynamic-linking` (the loader then refuses to start the binary where no
+#   libcuda.so.1 exists), is built here with `dynamic-loading` instead, through a copy of
+#   candle-core whose Cargo.toml names that feature, patched in for this build only (the
+#   committed Cargo.toml and Cargo.lock are not touched). The driver, cuBLAS, cuBLASLt, cuRAND
+#   and NVRTC are then opened at the first `--device cuda`, and a missing one is an exit-2
+#   error naming it. The CUDA runtime that candle-kernels' (quantized-only) MoE kernels need
+#   at link time is linked statically (libcudart_static.a from the wheel), so the binary names
+#   no CUDA library at all (checked below with readelf).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 out=${1:-gpu-pack}
@@ -37,29 +40,39 @@ fi
 export PATH=$root/bin:$PATH CUDA_ROOT=$root CUDA_PATH=$root CUDA_COMPUTE_CAP=80 \
     CUDARC_CUDA_VERSION=13000 NVCC_APPEND_FLAGS="-I$root/include/cccl" \
     RUSTFLAGS="-L native=$cache/link"
-mkdir -p "$cache/link"
-# The link step wants an unversioned libcudart.so; at run time the soname libcudart.so.13 is
-# looked up on the library path.
-ln -sf "$root/lib/libcudart.so.13" "$cache/link/libcudart.so"
-# candle links cudarc with `dynamic-linking`: -lcuda -lcublas -lcublasLt -lcurand -lnvrtc.
-# Rather than download 1 GB of wheels to link against, link against stubs with the real
-# sonames that define every CUDA symbol the compiled crates reference; the GPU machine's own
-# libraries are what the loader finds at run time.
-cargo build --locked --release --features cuda --lib --target-dir target/gpu-pack
-nm -u target/gpu-pack/release/deps/*.rlib 2>/dev/null | awk '{print $2}' |
-    grep -E '^(cu[A-Z]|cublas|curand|nvrtc)' | sort -u > "$cache/link/symbols.txt"
-stub() { # NAME SONAME PATTERN
-    grep -E "$3" "$cache/link/symbols.txt" | sed 's/.*/int &(void) { return 999; }/' > "$cache/link/$1.c"
-    cc -shared -fPIC -Wl,-soname,"$2" -o "$cache/link/lib$1.so" "$cache/link/$1.c"
-    ln -sf "lib$1.so" "$cache/link/$2"
-}
-stub cuda libcuda.so.1 '^cu[A-Z]'
-stub cublas libcublas.so.13 '^cublas[^L]'
-stub cublasLt libcublasLt.so.13 '^cublasLt'
-stub curand libcurand.so.10 '^curand'
-stub nvrtc libnvrtc.so.13 '^nvrtc'
-cargo build --locked --release --features cuda --bin whyxray --example bench \
-    --target-dir target/gpu-pack
+# candle-kernels asks for -lcudart: with only libcudart.a in the search path, that is the
+# static runtime (it opens libcuda.so.1 itself, when first called).
+rm -rf "$cache/link" && mkdir -p "$cache/link"
+ln -s "$root/lib/libcudart_static.a" "$cache/link/libcudart.a"
+
+# candle-core with cudarc's `dynamic-loading` in place of `dynamic-linking`, and a workspace
+# that is this repository (sources linked) with that copy patched in.
+cargo fetch --locked -q
+registry=$(dirname "$(cargo metadata --locked --format-version 1 |
+    python3 -c "import json,sys; print(next(p['manifest_path'] for p in json.load(sys.stdin)['packages'] if p['name']=='candle-core'))")")
+patched=$cache/$(basename "$registry")-dynamic-loading
+rm -rf "$patched" && cp -r "$registry" "$patched"
+sed -i 's/^    "dynamic-linking",$/    "dynamic-loading",/' "$patched/Cargo.toml"
+if [ "$(grep -c '"dynamic-loading",' "$patched/Cargo.toml")" != 1 ] ||
+    grep -q dynamic-linking "$patched/Cargo.toml"; then
+    echo "gpu-pack: candle-core's cudarc features are not as expected: $patched/Cargo.toml" >&2
+    exit 1
+fi
+ws=$cache/workspace
+rm -rf "$ws" && mkdir -p "$ws"
+for d in src examples assets; do ln -s "$PWD/$d" "$ws/$d"; done
+cp Cargo.lock "$ws/"
+{ cat Cargo.toml; printf '\n[patch.crates-io]\ncandle-core = { path = "%s" }\n' "$patched"; } \
+    > "$ws/Cargo.toml"
+cargo build --offline --release --features cuda --bin whyxray --example bench \
+    --manifest-path "$ws/Cargo.toml" --target-dir "$PWD/target/gpu-pack"
+# The patch may change the lock file only in candle-core's own entry (its source and checksum).
+changed=$(diff Cargo.lock "$ws/Cargo.lock" | grep -E '^[<>]' | grep -v -E '^< (source|checksum) = ' || true)
+if [ -n "$changed" ]; then
+    echo "gpu-pack: the patched build resolved other dependencies:" >&2
+    echo "$changed" >&2
+    exit 1
+fi
 rm -rf "$out" && mkdir -p "$out/wheels"
 # One xz stream over both binaries: they share most of their bytes (candle, its PTX), which a
 # single dictionary stores once (10.8 MB together against 18.8 MB compressed apart).
@@ -73,14 +86,29 @@ python3 -m pip download --quiet --no-deps --only-binary=:all: -d "$out/wheels" \
 cp bench/gpu-run.sh "$out/run.sh"
 git rev-parse HEAD > "$out/commit"
 
-# What a machine without a GPU can check: the packed binary starts (here against the link
-# stubs, since a `dynamic-linking` build cannot start where no libcuda.so.1 can be found at
-# all), scores on the CPU exactly as the CPU build does, and `--device cuda` against a driver
-# that answers every call with an error is exit 2 with a message, not a crash.
+# What a machine without a GPU can check:
+# - the binaries name no CUDA library, so they start where none is installed;
+# - the packed binary scores on the CPU exactly as the CPU build does, with no CUDA library
+#   anywhere on the library path;
+# - `--device cuda` is exit 2 with a message naming what is missing, not a crash or a hang:
+#   with no driver at all, and with a driver that finds no GPU (a stub libcuda.so.1 whose
+#   cuInit answers CUDA_ERROR_NO_DEVICE).
 bin=$(mktemp -d)
 trap 'rm -rf "$bin"' EXIT
 tar -C "$bin" -xJf "$out/bin.tar.xz"
-export LD_LIBRARY_PATH=$cache/link:$root/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
+for b in whyxray bench; do
+    needed=$(readelf -d "$bin/$b" | grep NEEDED)
+    if grep -q -E 'lib(cu|nv)' <<<"$needed"; then
+        echo "gpu-pack: $b still names CUDA libraries: $needed" >&2
+        exit 1
+    fi
+done
+echo "the binaries need only: $(readelf -d "$bin/whyxray" | grep NEEDED | sed 's/.*\[\(.*\)\]/\1/' | tr '\n' ' ')"
+if ldconfig -p | grep -q libcuda.so; then
+    echo "gpu-pack: this machine has libcuda.so: the no-driver checks below would not test it" >&2
+    exit 1
+fi
+unset LD_LIBRARY_PATH
 "$bin/whyxray" --version
 img=tests/data/nih_00000001_000.png
 export HF_HUB_CACHE=tests/fixtures/hub HF_HUB_OFFLINE=1
@@ -94,14 +122,29 @@ if [ "$got" != "$want" ]; then
     exit 1
 fi
 echo "--device cpu: the same scores as the CPU build"
-set +e
-msg=$(timeout 60 "$bin/whyxray" classify "$img" --labels "a,b" --device cuda -q 2>&1 >/dev/null)
-rc=$?
-set -e
-echo "--device cuda against the stub driver: exit $rc: $msg"
-if [ "$rc" != 2 ]; then
-    echo "gpu-pack: --device cuda without a working driver should be exit 2" >&2
-    exit 1
-fi
+got=$("$bin/whyxray" classify "$img" --labels "enlarged heart,pleural effusion" --format csv \
+    --device auto -q)
+[ "$got" = "$want" ] || { echo "gpu-pack: --device auto without a GPU did not fall back to the CPU" >&2; exit 1; }
+echo "--device auto without a driver: the CPU, the same scores"
+cuda_fails() { # WHAT PATTERN: --device cuda must be exit 2 with PATTERN in its message
+    set +e
+    msg=$(RUST_BACKTRACE=0 timeout 60 "$bin/whyxray" classify "$img" --labels "a,b" --device cuda -q 2>&1 >/dev/null)
+    rc=$?
+    set -e
+    echo "--device cuda $1: exit $rc: $msg"
+    if [ "$rc" != 2 ] || ! grep -q -E "$2" <<<"$msg"; then
+        echo "gpu-pack: --device cuda $1 should be exit 2 naming /$2/" >&2
+        exit 1
+    fi
+}
+cuda_fails "with no driver" 'libcuda\.so'
+cat > "$bin/stub.c" <<'C'
+/* A driver that finds no GPU: what cudarc calls first, and what it formats errors with. */
+int cuInit(unsigned flags) { return 100; /* CUDA_ERROR_NO_DEVICE */ }
+int cuGetErrorName(int e, const char **s) { *s = "CUDA_ERROR_NO_DEVICE"; return 0; }
+int cuGetErrorString(int e, const char **s) { *s = "no CUDA-capable device is detected"; return 0; }
+C
+cc -shared -fPIC -Wl,-soname,libcuda.so.1 -o "$bin/libcuda.so.1" "$bin/stub.c"
+LD_LIBRARY_PATH=$bin cuda_fails "with a driver that finds no GPU" 'NO_DEVICE|no CUDA-capable'
 ls -la "$out" "$out/wheels"
 echo "gpu-pack: $out ready ($(du -sm "$out" | cut -f1) MiB)"

@@ -6,7 +6,8 @@
 #
 # Unpacks the binaries, puts the NVIDIA libraries of the machine's PyTorch on the library
 # path, installs the carried wheels into a temporary folder and runs bench/gpu.sh, whose
-# table lands in $OUT (the device tool's) or WORKDIR as gpu-table.md.
+# table lands in $OUT (the device tool's) or WORKDIR as gpu-table.md, each step's stderr in
+# logs/ beside it.
 set -euo pipefail
 pack=$(cd "$(dirname "$0")" && pwd)
 cd "$pack/.."
@@ -30,4 +31,5 @@ echo "pack built from $(cat "$pack/commit"); $("$tmp/whyxray" --version)"
 work=${1:-$tmp/work}
 table=${OUT:-$work}/gpu-table.md
 mkdir -p "$(dirname "$table")"
-WHYXRAY=$tmp/whyxray BENCH=$tmp/bench GPU_TABLE=$table bash bench/gpu.sh "$work"
+WHYXRAY=$tmp/whyxray BENCH=$tmp/bench GPU_TABLE=$table GPU_LOGS=$(dirname "$table")/logs \
+    bash bench/gpu.sh "$work"

@@ -2,7 +2,8 @@
 """The PyTorch + open_clip side of bench/gpu.sh: the same random ViT-L/14 weights as whyxray,
 image tower in bf16 weights (batch 256, 32, 1), AMP fp16 (batch 256, the model card's mode),
 fp32 (batch 32), and the text tower under AMP fp16 at batch 256. Inference mode, timed with
-CUDA events, median of 10 passes after a warm-up. Prints JSON.
+CUDA events, median of 10 passes after a warm-up. Prints JSON; a measure that fails is
+"failed: ..." and the others are still taken.
 
     python bench/pytorch_gpu.py MODEL_DIR
 """
@@ -15,6 +16,14 @@ from safetensors.torch import load_file
 
 
 def median_rate(fn, items):
+    try:
+        return _median_rate(fn, items)
+    except Exception as e:  # one failed measure must not lose the others
+        print(f"failed: {e!r}", file=sys.stderr)
+        return f"failed: {type(e).__name__}"
+
+
+def _median_rate(fn, items):
     fn()
     torch.cuda.synchronize()
     times = []

@@ -99,8 +99,8 @@ fn select_device(choice: &DeviceChoice, printer: &Printer) -> Result<Device> {
     }
 }
 
-/// GPU `n`. cudarc loads the driver and cuBLAS/cuRAND on first use and panics when one cannot
-/// be loaded (a CUDA build on a machine without the NVIDIA driver, or without the CUDA
+/// GPU `n`. cudarc opens the driver and cuBLAS/cuRAND/NVRTC on first use and panics when one
+/// cannot be opened (a CUDA build on a machine without the NVIDIA driver, or without the CUDA
 /// libraries on the library path): that becomes an error naming what is missing.
 fn new_cuda(n: usize) -> Result<Device> {
     let hook = std::panic::take_hook();
@@ -115,12 +115,35 @@ fn new_cuda(n: usize) -> Result<Device> {
                 .cloned()
                 .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
                 .unwrap_or_default();
-            bail!(
-                "the CUDA libraries could not be loaded: {why}. The NVIDIA driver (libcuda.so) \
-                 must be installed, and libcublas, libcublasLt, libcurand and libcudart (CUDA 13) \
-                 on the library path (LD_LIBRARY_PATH)"
-            )
+            bail!("{}", missing_cuda_library(&why))
         }
+    }
+}
+
+/// What to tell the user for cudarc's panic `why`. Its "Unable to dynamically load the "X"
+/// shared library - searched for library names: [two dozen names]" becomes the one file that
+/// matters and where it comes from.
+fn missing_cuda_library(why: &str) -> String {
+    const LOAD: &str = "Unable to dynamically load the \"";
+    let lib = why
+        .strip_prefix(LOAD)
+        .and_then(|rest| rest.split_once('"'))
+        .map(|(lib, _)| lib);
+    match lib {
+        Some("cuda") => "cannot open the NVIDIA driver's library libcuda.so.1: is the NVIDIA \
+                         driver installed (does `nvidia-smi` work)? Use --device cpu to run \
+                         without a GPU"
+            .to_string(),
+        Some(lib) => format!(
+            "cannot open lib{lib}.so (CUDA 13): put the folder that holds it on LD_LIBRARY_PATH \
+             (a CUDA 13 toolkit's lib64, or the nvidia/cu13/lib folder of a PyTorch \
+             installation)"
+        ),
+        None => format!(
+            "the CUDA libraries could not be loaded: {why}. The NVIDIA driver (libcuda.so.1) \
+             must be installed, and libcublas, libcublasLt, libcurand and libnvrtc (CUDA 13) on \
+             the library path (LD_LIBRARY_PATH)"
+        ),
     }
 }
 
@@ -186,4 +209,40 @@ fn read_weights(
         return weights::narrow_linear(tensors);
     }
     Ok(tensors)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::missing_cuda_library;
+
+    #[test]
+    fn a_cuda_library_that_cannot_be_opened_is_named_in_one_line() {
+        // cudarc 0.19's panic (dynamic-loading), shortened list.
+        let panic = |lib: &str| {
+            format!(
+                "Unable to dynamically load the \"{lib}\" shared library - searched for library \
+                 names: [\"lib{lib}.so\", \"lib{lib}64.so\", \"lib{lib}.so.13\"]. Ensure that \
+                 `LD_LIBRARY_PATH` has the correct path to the installed library."
+            )
+        };
+        let driver = missing_cuda_library(&panic("cuda"));
+        assert!(
+            driver.contains("libcuda.so.1") && driver.contains("NVIDIA driver"),
+            "{driver}"
+        );
+        assert!(
+            !driver.contains("libcuda64.so"),
+            "the candidate list is dropped: {driver}"
+        );
+        let cublas = missing_cuda_library(&panic("cublasLt"));
+        assert!(
+            cublas.starts_with("cannot open libcublasLt.so (CUDA 13)"),
+            "{cublas}"
+        );
+        assert!(cublas.contains("LD_LIBRARY_PATH"), "{cublas}");
+        assert!(!cublas.contains("searched"), "{cublas}");
+        // Any other panic is passed on whole.
+        let other = missing_cuda_library("Missing symbol cuInit: undefined symbol");
+        assert!(other.contains("Missing symbol cuInit"), "{other}");
+    }
 }

@@ -69,25 +69,27 @@ impl<'a> Params<'a> {
         };
         let w = self.take(name)?.contiguous()?;
         let (n, k) = w.dims2()?;
-        let packed = match bf16_bits(&w)? {
-            // Read as bf16 (`weights::load_as`): packed from its bits, no float32 copy.
-            Some(bits) => Packed::from_bf16_rows(&bits, n, k),
+        // Read as bf16 (`weights::load_as`): packed from its bits in place, no copy.
+        let packed = match with_bf16_bits(&w, |bits| Packed::from_bf16_rows(bits, n, k)) {
+            Some(packed) => packed,
             None => Packed::from_rows(&w.to_dtype(DType::F32)?.flatten_all()?.to_vec1()?, n, k),
         };
         Ok(Weight::Bf16(Arc::new(packed), kernel))
     }
 }
 
-/// A contiguous bf16 CPU tensor's values as bit patterns (`None` for anything else).
-fn bf16_bits(t: &Tensor) -> Result<Option<Vec<u16>>> {
+/// `f` of a contiguous bf16 CPU tensor's values as bit patterns, read in place (`None` for
+/// anything else).
+fn with_bf16_bits<R>(t: &Tensor, f: impl FnOnce(&[u16]) -> R) -> Option<R> {
+    use half::slice::HalfFloatSliceExt;
     if t.dtype() != DType::BF16 || !t.device().is_cpu() {
-        return Ok(None);
+        return None;
     }
     let (storage, layout) = t.storage_and_layout();
     let (candle_core::Storage::Cpu(candle_core::CpuStorage::BF16(v)), Some((a, b))) =
         (&*storage, layout.contiguous_offsets())
     else {
-        return Ok(None);
+        return None;
     };
-    Ok(Some(v[a..b].iter().map(|x| x.to_bits()).collect()))
+    Some(f(v[a..b].reinterpret_cast()))
 }

@@ -171,6 +171,7 @@ fn read_safetensors(
     let file_len = file.metadata()?.len();
     let infos = meta.tensors();
     let mut out = Vec::with_capacity(index.len());
+    let mut scratch = Vec::new();
     for (name, _, _) in index {
         let info = infos[&name];
         let (a, b) = info.data_offsets;
@@ -179,27 +180,55 @@ fn read_safetensors(
         }
         let dtype = safetensors_dtype(info.dtype).with_context(|| format!("tensor `{name}`"))?;
         let offset = data_start + a as u64;
-        let t = if dtype == DType::F32 && cfg!(target_endian = "little") {
+        let keep = kept_dtype(&name, linear_bf16);
+        let t = if dtype == DType::F32 && keep == DType::BF16 && cfg!(target_endian = "little") {
+            read_f32_as_bf16(&file, offset, (b - a) / 4, &mut scratch)
+                .and_then(|v| Ok(Tensor::from_vec(v, info.shape.as_slice(), device)?))
+        } else if dtype == DType::F32 && cfg!(target_endian = "little") {
             // Straight into the float buffer: no second copy of the tensor.
             let mut v = vec![0f32; (b - a) / 4];
             // Safety: any bit pattern is a valid f32, and u8 has no alignment requirement.
             let raw =
                 unsafe { std::slice::from_raw_parts_mut(v.as_mut_ptr().cast::<u8>(), v.len() * 4) };
             file.read_exact_at(raw, offset)?;
-            Tensor::from_vec(v, info.shape.as_slice(), device)
+            Ok(Tensor::from_vec(v, info.shape.as_slice(), device)?)
         } else {
             let mut bytes = vec![0u8; b - a];
             file.read_exact_at(&mut bytes, offset)?;
-            Tensor::from_raw_buffer(&bytes, dtype, &info.shape, device)
+            Ok(Tensor::from_raw_buffer(&bytes, dtype, &info.shape, device)?)
         }
         .with_context(|| format!("tensor `{name}`"))?;
-        let keep = kept_dtype(&name, linear_bf16);
         let t = if t.dtype() == keep {
             t
         } else {
             t.to_dtype(keep)?
         };
         out.push((name, t));
+    }
+    Ok(out)
+}
+
+/// `n` little-endian float32 values at `offset`, rounded to bf16 as candle's `to_dtype` does,
+/// read a slice at a time through `scratch`: no float32 copy of the whole weight is made, so a
+/// bf16 load neither holds nor frees one per linear layer (peak RSS, see the README).
+fn read_f32_as_bf16(
+    file: &std::fs::File,
+    offset: u64,
+    n: usize,
+    scratch: &mut Vec<f32>,
+) -> Result<Vec<half::bf16>> {
+    use std::os::unix::fs::FileExt;
+    const SLICE: usize = 1 << 18; // 1 MiB of float32
+    scratch.resize(SLICE.min(n).max(scratch.len()), 0.0);
+    let mut out = Vec::with_capacity(n);
+    while out.len() < n {
+        let part = &mut scratch[..SLICE.min(n - out.len())];
+        // Safety: any bit pattern is a valid f32, and u8 has no alignment requirement.
+        let raw = unsafe {
+            std::slice::from_raw_parts_mut(part.as_mut_ptr().cast::<u8>(), part.len() * 4)
+        };
+        file.read_exact_at(raw, offset + 4 * out.len() as u64)?;
+        out.extend(part.iter().map(|&x| half::bf16::from_f32(x)));
     }
     Ok(out)
 }
@@ -319,4 +348,52 @@ fn check<'a>(index: impl Iterator<Item = (&'a str, &'a [usize])>, cfg: &ModelCon
         );
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn float32_read_slice_by_slice_as_bf16_equals_candles_conversion() {
+        // Three slices and a part (the last one short), at an odd offset, with values that
+        // round both ways, ties, subnormals, infinities and NaN.
+        let n = 3 * (1 << 18) + 1234;
+        let mut state = 0x9e37_79b9_7f4a_7c15u64;
+        let values: Vec<f32> = (0..n)
+            .map(|i| match i % 7 {
+                0 => f32::from_bits(0x3f80_8000), // a tie: 1 + 2^-8
+                1 => f32::from_bits(0x0000_0123), // subnormal
+                2 if i % 3 == 0 => [f32::INFINITY, f32::NEG_INFINITY, f32::NAN][i % 9 / 3],
+                _ => {
+                    state ^= state << 13;
+                    state ^= state >> 7;
+                    state ^= state << 17;
+                    f32::from_bits(state as u32)
+                }
+            })
+            .collect();
+        let mut file = tempfile::tempfile().unwrap();
+        let bytes: Vec<u8> = values.iter().flat_map(|v| v.to_le_bytes()).collect();
+        std::io::Write::write_all(&mut file, &[7u8; 13]).unwrap();
+        std::io::Write::write_all(&mut file, &bytes).unwrap();
+
+        let mut scratch = Vec::new();
+        let got = read_f32_as_bf16(&file, 13, n, &mut scratch).unwrap();
+        let want = Tensor::from_vec(values, n, &Device::Cpu)
+            .unwrap()
+            .to_dtype(DType::BF16)
+            .unwrap()
+            .to_vec1::<half::bf16>()
+            .unwrap();
+        assert_eq!(got.len(), n);
+        let differ = (0..n)
+            .filter(|&i| got[i].to_bits() != want[i].to_bits())
+            .count();
+        assert_eq!(
+            differ, 0,
+            "{differ} of {n} values differ from candle's to_dtype"
+        );
+        assert_eq!(scratch.len(), 1 << 18, "one slice of scratch, reused");
+    }
 }

@@ -48,11 +48,16 @@ ln -s "$root/lib/libcudart_static.a" "$cache/link/libcudart.a"
 # candle-core with cudarc's `dynamic-loading` in place of `dynamic-linking`, and a workspace
 # that is this repository (sources linked) with that copy patched in.
 cargo fetch --locked -q
-registry=$(dirname "$(cargo metadata --locked --format-version 1 |
-    python3 -c "import json,sys; print(next(p['manifest_path'] for p in json.load(sys.stdin)['packages'] if p['name']=='candle-core'))")")
+manifest=$(cargo metadata --locked --format-version 1 | python3 -c "import json, sys
+print(next(p['manifest_path'] for p in json.load(sys.stdin)['packages'] if p['name'] == 'candle-core'))")
+registry=$(dirname "$manifest")
 patched=$cache/$(basename "$registry")-dynamic-loading
-rm -rf "$patched" && cp -r "$registry" "$patched"
-sed -i 's/^    "dynamic-linking",$/    "dynamic-loading",/' "$patched/Cargo.toml"
+# Made once (cp -a keeps the timestamps, so cargo does not rebuild candle on every pack).
+if [ ! -f "$patched/.whyxray-dynamic-loading" ]; then
+    rm -rf "$patched" && cp -a "$registry" "$patched"
+    sed -i 's/^    "dynamic-linking",$/    "dynamic-loading",/' "$patched/Cargo.toml"
+    touch "$patched/.whyxray-dynamic-loading"
+fi
 if [ "$(grep -c '"dynamic-loading",' "$patched/Cargo.toml")" != 1 ] ||
     grep -q dynamic-linking "$patched/Cargo.toml"; then
     echo "gpu-pack: candle-core's cudarc features are not as expected: $patched/Cargo.toml" >&2
@@ -104,7 +109,8 @@ for b in whyxray bench; do
     fi
 done
 echo "the binaries need only: $(readelf -d "$bin/whyxray" | grep NEEDED | sed 's/.*\[\(.*\)\]/\1/' | tr '\n' ' ')"
-if ldconfig -p | grep -q libcuda.so; then
+libraries=$(/sbin/ldconfig -p) || { echo "gpu-pack: ldconfig -p failed" >&2; exit 1; }
+if grep -q libcuda.so <<<"$libraries"; then
     echo "gpu-pack: this machine has libcuda.so: the no-driver checks below would not test it" >&2
     exit 1
 fi
@@ -113,7 +119,9 @@ unset LD_LIBRARY_PATH
 img=tests/data/nih_00000001_000.png
 export HF_HUB_CACHE=tests/fixtures/hub HF_HUB_OFFLINE=1
 cpu_build=target/release/whyxray
-[ -x "$cpu_build" ] || cargo build --locked --release --bin whyxray
+# The reference: this tree's CPU build (without the pack's RUSTFLAGS, which would make the next
+# plain build start over).
+env -u RUSTFLAGS cargo build --locked --release --bin whyxray
 want=$("$cpu_build" classify "$img" --labels "enlarged heart,pleural effusion" --format csv -q)
 got=$("$bin/whyxray" classify "$img" --labels "enlarged heart,pleural effusion" --format csv \
     --device cpu -q)

@@ -24,6 +24,11 @@ print(":".join(sorted(dirs)))
 PY
 )
 export LD_LIBRARY_PATH=$libs${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
+# The pack opens libraries by name at run time, unversioned name first: a CUDA `stubs` folder
+# on the path would hand it the link-time stub of libcuda.so (CUDA_ERROR_STUB_LIBRARY).
+case ":$LD_LIBRARY_PATH:" in
+*/stubs:*) echo "run.sh: warning: a stubs folder is on LD_LIBRARY_PATH: $LD_LIBRARY_PATH" >&2 ;;
+esac
 "$py" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --target "$tmp/site" \
     "$pack"/wheels/*.whl
 export PYTHONPATH=$tmp/site${PYTHONPATH:+:$PYTHONPATH}

@@ -23,21 +23,34 @@ bin=${WHYXRAY:-target/release/whyxray}
 bench=${BENCH:-target/release/examples/bench}
 mkdir -p "$work" "$logs"
 # The lent machine is had for one call: a step that fails or hangs is marked in the table
-# ("failed: LOG") and the rest still run. Each step is limited to STEP_LIMIT seconds.
+# ("failed: LOG") and the rest still run. Each step gets at most STEP_LIMIT seconds, and none
+# runs past DEADLINE seconds from the start (8 minutes, the issue's bound, so that the table is
+# written inside a 10-minute call whatever hangs); a step with no time left is "skipped".
 limit=${STEP_LIMIT:-240}
+deadline=$(( start + ${DEADLINE:-480} ))
 step() { # NAME CMD...: the stdout of CMD (a command or exported function), else "failed: LOG"
     local name=$1; shift
     local t0=$(date +%s) got
-    if got=$(timeout "$limit" bash -o pipefail -c '"$@"' _ "$@" 2> "$logs/$name.err") &&
-        [ -n "$got" ]; then
+    local left=$(( deadline - t0 ))
+    if [ "$left" -lt 5 ]; then
+        echo "$name: skipped, out of time" >&2
+        printf 'skipped (out of time)'
+        return
+    fi
+    got=$(timeout -k 10 "$(( left < limit ? left : limit ))" bash -o pipefail -c '"$@"' _ "$@" \
+        2> "$logs/$name.err")
+    local rc=$?
+    if [ "$rc" = 0 ] && [ -n "$got" ]; then
         echo "$name: $(( $(date +%s) - t0 )) s" >&2
         printf '%s' "$got"
     else
-        echo "$name: FAILED after $(( $(date +%s) - t0 )) s: $(tail -3 "$logs/$name.err")" >&2
-        printf 'failed: logs/%s.err' "$name"
+        local why=failed
+        [ "$rc" = 124 ] || [ "$rc" = 137 ] && why="timed out"
+        echo "$name: $why after $(( $(date +%s) - t0 )) s: $(tail -3 "$logs/$name.err")" >&2
+        printf '%s: logs/%s.err' "$why" "$name"
     fi
 }
-nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
+timeout 30 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
 model=$work/vitl
 [ -f "$model/open_clip_model.safetensors" ] || step make-model $bench make-vit-l14 "$model" 0 > /dev/null
 num() { sed -n "s/.*= *\([0-9.]*\).*/\1/p"; }

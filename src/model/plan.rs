@@ -99,7 +99,7 @@ fn select_device(choice: &DeviceChoice, printer: &Printer) -> Result<Device> {
     }
 }
 
-/// GPU `n`. cudarc opens the driver and cuBLAS/cuRAND/NVRTC on first use and panics when one
+/// GPU `n`. cudarc opens the driver, cuBLAS and cuRAND on first use and panics when one
 /// cannot be opened (a CUDA build on a machine without the NVIDIA driver, or without the CUDA
 /// libraries on the library path): that becomes an error naming what is missing.
 fn new_cuda(n: usize) -> Result<Device> {
@@ -139,10 +139,14 @@ fn missing_cuda_library(why: &str) -> String {
              (a CUDA 13 toolkit's lib64, or the nvidia/cu13/lib folder of a PyTorch \
              installation)"
         ),
+        None if why.starts_with("Missing symbol") => format!(
+            "a CUDA library lacks a function whyxray needs ({why}): a driver or library older \
+             than CUDA 13 on the library path?"
+        ),
         None => format!(
             "the CUDA libraries could not be loaded: {why}. The NVIDIA driver (libcuda.so.1) \
-             must be installed, and libcublas, libcublasLt, libcurand and libnvrtc (CUDA 13) on \
-             the library path (LD_LIBRARY_PATH)"
+             must be installed, and libcublas and libcurand (CUDA 13) on the library path \
+             (LD_LIBRARY_PATH)"
         ),
     }
 }
@@ -241,8 +245,16 @@ mod tests {
         );
         assert!(cublas.contains("LD_LIBRARY_PATH"), "{cublas}");
         assert!(!cublas.contains("searched"), "{cublas}");
+        let old = missing_cuda_library("Missing symbol cuMemAllocAsync: undefined symbol");
+        assert!(
+            old.contains("cuMemAllocAsync") && old.contains("older"),
+            "{old}"
+        );
         // Any other panic is passed on whole.
-        let other = missing_cuda_library("Missing symbol cuInit: undefined symbol");
-        assert!(other.contains("Missing symbol cuInit"), "{other}");
+        let other = missing_cuda_library("something else");
+        assert!(
+            other.contains("could not be loaded: something else"),
+            "{other}"
+        );
     }
 }

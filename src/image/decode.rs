@@ -127,6 +127,25 @@ pub fn check_size(w: u64, h: u64, max_pixels: u64) -> Result<()> {
 
 fn to_image8(img: DynamicImage, palette: bool, window: Window) -> Result<Decoded> {
     let (w, h) = (img.width() as usize, img.height() as usize);
+    let as_is = matches!(window, Window::Auto | Window::Dicom | Window::None);
+    let eight_bit = match &img {
+        DynamicImage::ImageLuma8(_) => Some(1),
+        DynamicImage::ImageLumaA8(_) => Some(2),
+        DynamicImage::ImageRgb8(_) => Some(3),
+        DynamicImage::ImageRgba8(_) => Some(4),
+        _ => None,
+    };
+    if let (Some(channels), true) = (eight_bit, as_is) {
+        // 8-bit data as it is (open_clip's pixels), kept in its own buffer.
+        let data = img.into_bytes();
+        let mut report = report8(palette, channels, false, "none (8-bit data)", w, h);
+        report.set_ranges_8bit(&data);
+        return Ok(Decoded {
+            image: Image8::new(w, h, channels, data),
+            palette,
+            report,
+        });
+    }
     let (channels, samples, windowed): (usize, Vec<f64>, bool) = match img {
         DynamicImage::ImageLuma8(b) => (1, widen(&b.into_raw()), false),
         DynamicImage::ImageLumaA8(b) => (2, widen(&b.into_raw()), false),
@@ -138,15 +157,26 @@ fn to_image8(img: DynamicImage, palette: bool, window: Window) -> Result<Decoded
         DynamicImage::ImageRgba16(b) => (4, widen(&b.into_raw()), true),
         other => bail!("unsupported pixel format {:?}", other.color()),
     };
-    let (data, how) = if !windowed && matches!(window, Window::Auto | Window::Dicom | Window::None)
-    {
-        // 8-bit data as it is: open_clip's pixels.
-        let data = samples.iter().map(|&v| v as u8).collect();
-        (data, "none (8-bit data)".to_string())
-    } else {
-        window_colour(&samples, channels, window, !windowed)?
-    };
-    let mut report = Report {
+    let (data, how) = window_colour(&samples, channels, window, !windowed)?;
+    let mut report = report8(palette, channels, windowed, &how, w, h);
+    report.set_ranges(&samples, &data);
+    Ok(Decoded {
+        image: Image8::new(w, h, channels, data),
+        palette,
+        report,
+    })
+}
+
+/// The report of a PNG/JPEG/TIFF turned into 8 bits (`windowed`: from 16-bit samples).
+fn report8(
+    palette: bool,
+    channels: usize,
+    windowed: bool,
+    how: &str,
+    w: usize,
+    h: usize,
+) -> Report {
+    Report {
         photometric: match (palette, channels) {
             (true, _) => "P (palette or 1-bit)",
             (_, 1) => "L",
@@ -156,19 +186,13 @@ fn to_image8(img: DynamicImage, palette: bool, window: Window) -> Result<Decoded
         }
         .to_string(),
         bits_stored: if windowed { 16 } else { 8 },
-        window: how,
+        window: how.to_string(),
         frames: 1,
         width: w,
         height: h,
         channels,
         ..Report::default()
-    };
-    report.set_ranges(&samples, &data);
-    Ok(Decoded {
-        image: Image8::new(w, h, channels, data),
-        palette,
-        report,
-    })
+    }
 }
 
 fn widen<T: Copy + Into<f64>>(v: &[T]) -> Vec<f64> {

@@ -76,32 +76,46 @@ impl Report {
     /// window that flattened a varied image (a CT window on a radiograph, say): the model
     /// would score a blank picture without a word.
     pub fn set_ranges(&mut self, before: &[f64], after: &[u8]) {
-        self.note_flat_window(before, after);
         let (lo, hi) = super::window::bounds(before);
         self.range_before = if before.is_empty() {
             [0.0; 2]
         } else {
             [lo, hi]
         };
-        let (a, b) = after
-            .iter()
-            .fold((u8::MAX, u8::MIN), |(a, b), &v| (a.min(v), b.max(v)));
-        self.range_after = if after.is_empty() { [0; 2] } else { [a, b] };
+        self.set_after(after, lo < hi);
     }
 
-    fn note_flat_window(&mut self, before: &[f64], after: &[u8]) {
-        let (lo, hi) = super::window::bounds(before);
-        if after.is_empty() || lo >= hi {
+    /// As `set_ranges` for 8-bit samples used as they are (before and after are the same
+    /// bytes): one pass over the bytes, no float copy of the image.
+    pub fn set_ranges_8bit(&mut self, data: &[u8]) {
+        let counts = histogram(data);
+        let lo = counts.iter().position(|&c| c > 0).unwrap_or(0);
+        let hi = counts.iter().rposition(|&c| c > 0).unwrap_or(0);
+        self.range_before = [lo as f64, hi as f64];
+        self.set_after_from(&counts, data.len(), lo < hi);
+    }
+
+    /// The range of the 8-bit bytes, and the flat-window note where the samples before varied.
+    fn set_after(&mut self, after: &[u8], varied_before: bool) {
+        self.set_after_from(&histogram(after), after.len(), varied_before);
+    }
+
+    fn set_after_from(&mut self, counts: &[usize; 256], n: usize, varied_before: bool) {
+        let lo = counts.iter().position(|&c| c > 0);
+        let hi = counts.iter().rposition(|&c| c > 0);
+        self.range_after = match (lo, hi) {
+            (Some(a), Some(b)) => [a as u8, b as u8],
+            _ => [0; 2],
+        };
+        if n == 0 || !varied_before {
             return; // constant already: not the window's doing
         }
-        let mut counts = [0usize; 256];
-        after.iter().for_each(|&v| counts[v as usize] += 1);
         let (value, &most) = counts
             .iter()
             .enumerate()
             .max_by_key(|&(_, c)| *c)
             .unwrap_or((0, &0));
-        let share = most as f64 / after.len() as f64;
+        let share = most as f64 / n as f64;
         if share >= 1.0 {
             self.notes.push(format!(
                 "the window ({}) leaves the image constant (every value {value}); the model sees \
@@ -161,5 +175,72 @@ impl Report {
         }
         parts.extend(self.notes.iter().map(|n| format!("note: {n}")));
         parts.join("; ")
+    }
+}
+
+/// How many of `data` take each byte value. Four interleaved tables, so that runs of one value
+/// (a radiograph's black border) do not wait on one counter.
+fn histogram(data: &[u8]) -> [usize; 256] {
+    let mut t = [[0u32; 256]; 4];
+    let mut counts = [0usize; 256];
+    // u32 tables, flushed before they could overflow.
+    for block in data.chunks(1 << 30) {
+        let mut quads = block.chunks_exact(4);
+        for q in &mut quads {
+            t[0][q[0] as usize] += 1;
+            t[1][q[1] as usize] += 1;
+            t[2][q[2] as usize] += 1;
+            t[3][q[3] as usize] += 1;
+        }
+        for &v in quads.remainder() {
+            t[0][v as usize] += 1;
+        }
+        for (i, c) in counts.iter_mut().enumerate() {
+            *c += t.iter().map(|t| t[i] as usize).sum::<usize>();
+        }
+        t = [[0u32; 256]; 4];
+    }
+    counts
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn eight_bit_ranges_from_one_histogram_equal_the_float_path() {
+        let mut state = 0x853c_49e6_748f_ea9bu64;
+        let mut byte = move || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            (state >> 40) as u8
+        };
+        let varied: Vec<u8> = (0..100_003).map(|_| byte()).collect();
+        // 99.5% one value: the "nearly constant" note; all one value: no note (not the
+        // window's doing); a single outlier; nothing.
+        let nearly: Vec<u8> = (0..10_000).map(|i| if i % 200 == 0 { 9 } else { 40 }).collect();
+        let constant = vec![77u8; 4097];
+        let cases = [(varied, 0), (nearly, 1), (constant, 0), (vec![255u8, 0], 0), (vec![], 0)];
+        for (data, notes) in cases {
+            let base = Report {
+                window: "none (8-bit data)".into(),
+                ..Report::default()
+            };
+            let (mut fast, mut float) = (base.clone(), base);
+            fast.set_ranges_8bit(&data);
+            let widened: Vec<f64> = data.iter().map(|&v| f64::from(v)).collect();
+            float.set_ranges(&widened, &data);
+            assert_eq!(fast, float, "{} values", data.len());
+            assert_eq!(fast.notes.len(), notes, "{:?}", fast.notes);
+        }
+    }
+
+    #[test]
+    fn a_window_that_flattens_the_image_is_noted() {
+        let mut r = Report::default();
+        r.set_ranges(&[0.0, 1000.0, 2000.0, 3000.0], &[255, 255, 255, 255]);
+        assert_eq!(r.range_after, [255, 255]);
+        assert!(r.notes[0].contains("constant (every value 255)"), "{:?}", r.notes);
     }
 }

@@ -109,6 +109,17 @@ fn clip8(acc: i32) -> u8 {
 }
 
 /// Columns `cols` of the image resized to width `n_out`.
+/// Pillow's rounding start plus a widening multiply-add over contiguous taps, which the
+/// compiler vectorises.
+#[inline(always)]
+fn dot(s: &[u8], w: &[i32]) -> i32 {
+    (1i32 << (PRECISION_BITS - 1))
+        + s.iter()
+            .zip(w)
+            .map(|(&p, &k)| i32::from(p) * k)
+            .sum::<i32>()
+}
+
 #[inline(always)]
 fn resample_horizontal(
     img: &Image8,
@@ -119,28 +130,30 @@ fn resample_horizontal(
     let t = taps(img.width, n_out, interp, cols.clone());
     let (c, w_out) = (img.channels, cols.len());
     let mut out = vec![0u8; w_out * img.height * c];
-    let half = 1i32 << (PRECISION_BITS - 1);
+    // Interleaved channels are split into planes row by row, so that each channel's taps are
+    // contiguous too.
+    let mut planes = vec![0u8; if c > 1 { img.width * c } else { 0 }];
     for (src, dst) in img
         .data
         .chunks_exact(img.width * c)
         .zip(out.chunks_exact_mut(w_out * c))
     {
+        if c == 1 {
+            for (x, d) in dst.iter_mut().enumerate() {
+                let w = &t.weights[x * t.ksize..][..t.len[x]];
+                *d = clip8(dot(&src[t.start[x]..][..w.len()], w));
+            }
+            continue;
+        }
+        for (ch, plane) in planes.chunks_exact_mut(img.width).enumerate() {
+            for (p, px) in plane.iter_mut().zip(src.chunks_exact(c)) {
+                *p = px[ch];
+            }
+        }
         for (x, px) in dst.chunks_exact_mut(c).enumerate() {
             let w = &t.weights[x * t.ksize..][..t.len[x]];
-            let s = &src[t.start[x] * c..][..w.len() * c];
-            if c == 1 {
-                // Contiguous taps: a widening multiply-add the compiler vectorises.
-                let acc = s
-                    .iter()
-                    .zip(w)
-                    .map(|(&p, &k)| i32::from(p) * k)
-                    .sum::<i32>();
-                px[0] = clip8(half + acc);
-            } else {
-                for (ch, d) in px.iter_mut().enumerate() {
-                    let taps = s[ch..].iter().step_by(c).zip(w);
-                    *d = clip8(half + taps.map(|(&p, &k)| i32::from(p) * k).sum::<i32>());
-                }
+            for (plane, d) in planes.chunks_exact(img.width).zip(px) {
+                *d = clip8(dot(&plane[t.start[x]..][..w.len()], w));
             }
         }
     }
@@ -225,24 +238,31 @@ fn resize_window_any(
     // Pillow 13 runs the vertical pass first when the height shrinks by more than twice as
     // many pixels as the width (found against Pillow 13.0.0; the order changes uint8 rounding).
     let vertical_first = h < img.height && (img.height - h) > 2 * img.width.saturating_sub(w);
-    let horizontal = |im: &Image8| {
-        if im.width != w {
-            resample_horizontal(im, w, cols.clone(), interp)
-        } else {
-            crop_cols(im, cols.clone())
-        }
-    };
-    let vertical = |im: &Image8| {
-        if im.height != h {
-            resample_vertical(im, h, rows.clone(), interp)
-        } else {
-            crop_rows(im, rows.clone())
-        }
-    };
+    // Plain calls, not closures: a closure is compiled without the caller's target features.
     if vertical_first {
-        horizontal(&vertical(img))
+        let im = vertical_pass(img, h, rows, interp);
+        horizontal_pass(&im, w, cols, interp)
     } else {
-        vertical(&horizontal(img))
+        let im = horizontal_pass(img, w, cols, interp);
+        vertical_pass(&im, h, rows, interp)
+    }
+}
+
+#[inline(always)]
+fn horizontal_pass(im: &Image8, w: usize, cols: Range<usize>, interp: Interpolation) -> Image8 {
+    if im.width != w {
+        resample_horizontal(im, w, cols, interp)
+    } else {
+        crop_cols(im, cols)
+    }
+}
+
+#[inline(always)]
+fn vertical_pass(im: &Image8, h: usize, rows: Range<usize>, interp: Interpolation) -> Image8 {
+    if im.height != h {
+        resample_vertical(im, h, rows, interp)
+    } else {
+        crop_rows(im, rows)
     }
 }
 

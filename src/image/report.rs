@@ -219,9 +219,17 @@ mod tests {
         let varied: Vec<u8> = (0..100_003).map(|_| byte()).collect();
         // 99.5% one value: the "nearly constant" note; all one value: no note (not the
         // window's doing); a single outlier; nothing.
-        let nearly: Vec<u8> = (0..10_000).map(|i| if i % 200 == 0 { 9 } else { 40 }).collect();
+        let nearly: Vec<u8> = (0..10_000)
+            .map(|i| if i % 200 == 0 { 9 } else { 40 })
+            .collect();
         let constant = vec![77u8; 4097];
-        let cases = [(varied, 0), (nearly, 1), (constant, 0), (vec![255u8, 0], 0), (vec![], 0)];
+        let cases = [
+            (varied, 0),
+            (nearly, 1),
+            (constant, 0),
+            (vec![255u8, 0], 0),
+            (vec![], 0),
+        ];
         for (data, notes) in cases {
             let base = Report {
                 window: "none (8-bit data)".into(),
@@ -233,6 +241,11 @@ mod tests {
             float.set_ranges(&widened, &data);
             assert_eq!(fast, float, "{} values", data.len());
             assert_eq!(fast.notes.len(), notes, "{:?}", fast.notes);
+            if notes == 1 {
+                let want = "the window (none (8-bit data)) leaves the image nearly constant \
+                            (99.5% of values are 40); check --window";
+                assert_eq!(fast.notes[0], want);
+            }
         }
     }
 
@@ -241,6 +254,10 @@ mod tests {
         let mut r = Report::default();
         r.set_ranges(&[0.0, 1000.0, 2000.0, 3000.0], &[255, 255, 255, 255]);
         assert_eq!(r.range_after, [255, 255]);
-        assert!(r.notes[0].contains("constant (every value 255)"), "{:?}", r.notes);
+        assert!(
+            r.notes[0].contains("constant (every value 255)"),
+            "{:?}",
+            r.notes
+        );
     }
 }

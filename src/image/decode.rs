@@ -128,15 +128,16 @@ pub fn check_size(w: u64, h: u64, max_pixels: u64) -> Result<()> {
 fn to_image8(img: DynamicImage, palette: bool, window: Window) -> Result<Decoded> {
     let (w, h) = (img.width() as usize, img.height() as usize);
     let as_is = matches!(window, Window::Auto | Window::Dicom | Window::None);
-    let eight_bit = match &img {
-        DynamicImage::ImageLuma8(_) => Some(1),
-        DynamicImage::ImageLumaA8(_) => Some(2),
-        DynamicImage::ImageRgb8(_) => Some(3),
-        DynamicImage::ImageRgba8(_) => Some(4),
-        _ => None,
-    };
-    if let (Some(channels), true) = (eight_bit, as_is) {
+    let eight_bit = matches!(
+        img,
+        DynamicImage::ImageLuma8(_)
+            | DynamicImage::ImageLumaA8(_)
+            | DynamicImage::ImageRgb8(_)
+            | DynamicImage::ImageRgba8(_)
+    );
+    if eight_bit && as_is {
         // 8-bit data as it is (open_clip's pixels), kept in its own buffer.
+        let channels = usize::from(img.color().channel_count());
         let data = img.into_bytes();
         let mut report = report8(palette, channels, false, "none (8-bit data)", w, h);
         report.set_ranges_8bit(&data);

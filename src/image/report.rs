@@ -82,31 +82,24 @@ impl Report {
         } else {
             [lo, hi]
         };
-        self.set_after(after, lo < hi);
+        let counts = histogram(after);
+        self.range_after = byte_range(&counts);
+        self.note_flat_window(&counts, after.len(), lo < hi);
     }
 
     /// As `set_ranges` for 8-bit samples used as they are (before and after are the same
     /// bytes): one pass over the bytes, no float copy of the image.
     pub fn set_ranges_8bit(&mut self, data: &[u8]) {
         let counts = histogram(data);
-        let lo = counts.iter().position(|&c| c > 0).unwrap_or(0);
-        let hi = counts.iter().rposition(|&c| c > 0).unwrap_or(0);
-        self.range_before = [lo as f64, hi as f64];
-        self.set_after_from(&counts, data.len(), lo < hi);
+        let [lo, hi] = byte_range(&counts);
+        self.range_before = [lo.into(), hi.into()];
+        self.range_after = [lo, hi];
+        self.note_flat_window(&counts, data.len(), lo < hi);
     }
 
-    /// The range of the 8-bit bytes, and the flat-window note where the samples before varied.
-    fn set_after(&mut self, after: &[u8], varied_before: bool) {
-        self.set_after_from(&histogram(after), after.len(), varied_before);
-    }
-
-    fn set_after_from(&mut self, counts: &[usize; 256], n: usize, varied_before: bool) {
-        let lo = counts.iter().position(|&c| c > 0);
-        let hi = counts.iter().rposition(|&c| c > 0);
-        self.range_after = match (lo, hi) {
-            (Some(a), Some(b)) => [a as u8, b as u8],
-            _ => [0; 2],
-        };
+    /// Notes a window that left the `n` bytes counted in `counts` (nearly) constant where the
+    /// samples before it varied.
+    fn note_flat_window(&mut self, counts: &[usize; 256], n: usize, varied_before: bool) {
         if n == 0 || !varied_before {
             return; // constant already: not the window's doing
         }
@@ -178,6 +171,17 @@ impl Report {
     }
 }
 
+/// The smallest and largest byte counted (`[0, 0]` for none).
+fn byte_range(counts: &[usize; 256]) -> [u8; 2] {
+    match (
+        counts.iter().position(|&c| c > 0),
+        counts.iter().rposition(|&c| c > 0),
+    ) {
+        (Some(lo), Some(hi)) => [lo as u8, hi as u8],
+        _ => [0; 2],
+    }
+}
+
 /// How many of `data` take each byte value. Four interleaved tables, so that runs of one value
 /// (a radiograph's black border) do not wait on one counter.
 fn histogram(data: &[u8]) -> [usize; 256] {
@@ -209,13 +213,8 @@ mod tests {
 
     #[test]
     fn eight_bit_ranges_from_one_histogram_equal_the_float_path() {
-        let mut state = 0x853c_49e6_748f_ea9bu64;
-        let mut byte = move || {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            (state >> 40) as u8
-        };
+        let mut rng = crate::eval::metrics::Rng::new(0x853c_49e6_748f_ea9b);
+        let mut byte = move || (rng.next_u64() >> 40) as u8;
         let varied: Vec<u8> = (0..100_003).map(|_| byte()).collect();
         // 99.5% one value: the "nearly constant" note; all one value: no note (not the
         // window's doing); a single outlier; nothing.

@@ -187,10 +187,7 @@ fn read_safetensors(
         } else if dtype == DType::F32 && cfg!(target_endian = "little") {
             // Straight into the float buffer: no second copy of the tensor.
             let mut v = vec![0f32; (b - a) / 4];
-            // Safety: any bit pattern is a valid f32, and u8 has no alignment requirement.
-            let raw =
-                unsafe { std::slice::from_raw_parts_mut(v.as_mut_ptr().cast::<u8>(), v.len() * 4) };
-            file.read_exact_at(raw, offset)?;
+            file.read_exact_at(f32_bytes(&mut v), offset)?;
             Ok(Tensor::from_vec(v, info.shape.as_slice(), device)?)
         } else {
             let mut bytes = vec![0u8; b - a];
@@ -223,14 +220,16 @@ fn read_f32_as_bf16(
     let mut out = Vec::with_capacity(n);
     while out.len() < n {
         let part = &mut scratch[..SLICE.min(n - out.len())];
-        // Safety: any bit pattern is a valid f32, and u8 has no alignment requirement.
-        let raw = unsafe {
-            std::slice::from_raw_parts_mut(part.as_mut_ptr().cast::<u8>(), part.len() * 4)
-        };
-        file.read_exact_at(raw, offset + 4 * out.len() as u64)?;
+        file.read_exact_at(f32_bytes(part), offset + 4 * out.len() as u64)?;
         out.extend(part.iter().map(|&x| half::bf16::from_f32(x)));
     }
     Ok(out)
+}
+
+/// Float32 values as the bytes a little-endian file holds for them, to read into in place.
+fn f32_bytes(v: &mut [f32]) -> &mut [u8] {
+    // Safety: any bit pattern is a valid f32, and u8 has no alignment requirement.
+    unsafe { std::slice::from_raw_parts_mut(v.as_mut_ptr().cast::<u8>(), v.len() * 4) }
 }
 
 fn safetensors_dtype(d: safetensors::Dtype) -> Result<DType> {
@@ -359,18 +358,13 @@ mod tests {
         // Three slices and a part (the last one short), at an odd offset, with values that
         // round both ways, ties, subnormals, infinities and NaN.
         let n = 3 * (1 << 18) + 1234;
-        let mut state = 0x9e37_79b9_7f4a_7c15u64;
+        let mut rng = crate::eval::metrics::Rng::new(0x9e37_79b9_7f4a_7c15);
         let values: Vec<f32> = (0..n)
             .map(|i| match i % 7 {
                 0 => f32::from_bits(0x3f80_8000), // a tie: 1 + 2^-8
                 1 => f32::from_bits(0x0000_0123), // subnormal
                 2 if i % 3 == 0 => [f32::INFINITY, f32::NEG_INFINITY, f32::NAN][i % 9 / 3],
-                _ => {
-                    state ^= state << 13;
-                    state ^= state >> 7;
-                    state ^= state << 17;
-                    f32::from_bits(state as u32)
-                }
+                _ => f32::from_bits(rng.next_u64() as u32),
             })
             .collect();
         let mut file = tempfile::tempfile().unwrap();
